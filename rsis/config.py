@@ -1,0 +1,284 @@
+"""Typed, frozen configuration for every params.yaml section.
+
+Each stage loads only the sections it needs with :func:`load_section`. Loading validates
+the section against its dataclass: an unknown key, a missing key, a wrong type or a value
+out of range raises :class:`ConfigError` naming the file and the dotted key, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+SKIP_MODES = ("concat", "sum", "mul", "none")
+SHAPE_CLASSES = ("disc", "square", "triangle", "ring")
+
+
+class ConfigError(ValueError):
+    """A params file does not match the expected schema."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Every path the pipeline reads or writes, written once (dvc.yaml reuses them)."""
+
+    data: str  # converted dataset: <data>/<split>.json + <data>/<split>/*.png
+    models: str  # checkpoints: best.pt, last.pt
+    predictions: str  # per-step predictions of the test split (JSON)
+    metrics: str  # metric JSON files and the training history
+    figures: str  # PNG figures
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """The embedded synthetic dataset (see rsis.datasets.shapes)."""
+
+    image_size: int
+    min_objects: int
+    max_objects: int
+    min_object_size: int  # bounding-square side in pixels
+    max_object_size: int
+    min_visible_pixels: int  # objects hidden below this many visible pixels are dropped
+    classes: tuple[str, ...]
+    noise: float  # std of the background pixel noise, in [0, 1]
+    train: int  # split sizes
+    val: int
+    test: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "image_size", "min_objects", "max_objects", "min_object_size",
+                        "max_object_size", "min_visible_pixels", "train", "val", "test")
+        if self.min_objects > self.max_objects:
+            raise ConfigError(f"data.shapes.min_objects ({self.min_objects}) must be <= max_objects ({self.max_objects})")
+        if self.min_object_size > self.max_object_size:
+            raise ConfigError("data.shapes.min_object_size must be <= max_object_size")
+        if self.max_object_size > self.image_size:
+            raise ConfigError("data.shapes.max_object_size must be <= image_size")
+        unknown = [c for c in self.classes if c not in SHAPE_CLASSES]
+        if unknown or len(self.classes) < 1 or len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"data.shapes.classes must be distinct names from {SHAPE_CLASSES}, got {list(self.classes)}")
+        if not 0.0 <= self.noise <= 1.0:
+            raise ConfigError(f"data.shapes.noise must be in [0, 1], got {self.noise}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["shapes"]
+    seed: int
+    shapes: ShapesConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+    pretrained: Literal["none"]  # ImageNet / state_dict loading arrives with the training-recipe issue
+    hidden_dim: int  # decoder width D
+    max_steps: int  # decoder steps T at inference
+    skip_mode: Literal["concat", "sum", "mul", "none"]
+    image_size: int  # images are resized to image_size x image_size for the network
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "hidden_dim", "max_steps", "image_size")
+        if self.hidden_dim % 16:
+            raise ConfigError(f"model.hidden_dim must be a multiple of 16 (widths D..D/16), got {self.hidden_dim}")
+        if self.image_size % 32:
+            raise ConfigError(f"model.image_size must be a multiple of 32 (ResNet stride), got {self.image_size}")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    mask: float
+    cls: float
+    stop: float
+
+    def __post_init__(self) -> None:
+        for name in ("mask", "cls", "stop"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.loss_weights.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int
+    epochs: int
+    batch_size: int
+    lr_decoder: float
+    lr_encoder: float
+    weight_decay: float
+    lr_decay_epochs: tuple[int, ...]  # epochs at which both learning rates are divided by 10
+    max_objects: int  # ground truth is sorted large-to-small and truncated to this many
+    loss_weights: LossWeights
+    num_workers: int
+    device: Literal["auto", "cpu", "cuda"]
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "epochs", "batch_size", "max_objects")
+        for name in ("lr_decoder", "lr_encoder", "weight_decay", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int
+    stop_threshold: float
+    mask_threshold: float
+    min_area_fraction: float  # masks smaller than this share of the image are dropped
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "batch_size")
+        for name in ("stop_threshold", "mask_threshold", "min_area_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"evaluate.{name} must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    num_figure_images: int
+    figure_columns: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_figure_images", "figure_columns")
+
+
+SECTIONS: dict[str, type] = {
+    "paths": PathsConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "analyze": AnalyzeConfig,
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read a params file as a mapping, with errors that name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read params file {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def load_section(name: str, path: str | Path = "params.yaml", raw: dict[str, Any] | None = None) -> Any:
+    """Load and validate one params section as its frozen dataclass."""
+    if name not in SECTIONS:
+        raise ConfigError(f"unknown params section {name!r}; known: {sorted(SECTIONS)}")
+    raw = read_params(path) if raw is None else raw
+    if name not in raw:
+        raise ConfigError(f"{path}: missing section {name!r}")
+    try:
+        return from_dict(SECTIONS[name], raw[name], name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Validate every known section (and reject unknown top-level sections)."""
+    raw = read_params(path)
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    return {name: load_section(name, path, raw) for name in SECTIONS}
+
+
+def from_dict(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from ``data``, checking keys and types recursively."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {_type_name(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]} (expected one of {sorted(fields)})")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing key {where}.{missing[0]}")
+    values = {name: _coerce(hints[name], data[name], f"{where}.{name}") for name in data}
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in get_args(tp):
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {'; '.join(errors)}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where} must be null, got {value!r}")
+        return None
+    if origin is tuple:
+        (item_type, _ellipsis) = get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {_type_name(value)}")
+        return tuple(_coerce(item_type, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in this module
+
+
+def _check_positive(obj: Any, *names: str) -> None:
+    section = {PathsConfig: "paths", ShapesConfig: "data.shapes", ModelConfig: "model", TrainConfig: "train",
+               EvaluateConfig: "evaluate", AnalyzeConfig: "analyze"}.get(type(obj), type(obj).__name__)
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ConfigError(f"{section}.{name} must be > 0, got {getattr(obj, name)}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain nested dict of a config dataclass (for checkpoints and tracking)."""
+    return dataclasses.asdict(config)
