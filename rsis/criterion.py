@@ -1,0 +1,52 @@
+"""The RSIS loss terms on the Hungarian-matched sequence. Returns UNWEIGHTED terms; the
+training engine weights and sums them (weights come from params.yaml)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsis.matcher import HungarianMatcher, soft_iou
+from rsis.model import RSISOutput
+
+
+class RSISCriterion(nn.Module):
+    """mask: mean (1 - soft IoU) over matched pairs;
+    cls: mean NLL of the matched target class over matched pairs;
+    stop: mean BCE over the first T_g + 1 steps of each image (target 1 for t < T_g, 0 at t = T_g;
+    no stop target at T_g when all T steps are used by objects).
+    """
+
+    def __init__(self, matcher: HungarianMatcher | None = None) -> None:
+        super().__init__()
+        self.matcher = matcher or HungarianMatcher()
+
+    def forward(self, outputs: RSISOutput, targets: list[dict]) -> dict[str, torch.Tensor]:
+        matches = self.matcher(outputs.mask_logits, targets)
+        steps = outputs.mask_logits.shape[1]
+        mask_terms, class_logits, class_targets, stop_logits, stop_targets = [], [], [], [], []
+        for b, (target, (rows, cols)) in enumerate(zip(targets, matches)):
+            t_g = len(rows)
+            if t_g:
+                probs = outputs.mask_logits[b, rows].sigmoid()  # [T_g, H, W]
+                valid = 1.0 - target["ignore"] if "ignore" in target else None
+                iou = soft_iou(probs, target["masks"][cols], valid).diagonal()  # [T_g]
+                mask_terms.append(1.0 - iou)
+                class_logits.append(outputs.class_logits[b, rows])  # [T_g, C]
+                class_targets.append(target["labels"][cols])  # [T_g]
+            n_stop = min(t_g + 1, steps)
+            stop_logits.append(outputs.stop_logits[b, :n_stop])  # [n_stop]
+            stop_targets.append((torch.arange(n_stop, device=outputs.stop_logits.device) < t_g).float())
+        zero = outputs.mask_logits.sum() * 0.0  # keeps the graph when a batch has no instances
+        losses = {
+            "mask": torch.cat(mask_terms).mean() if mask_terms else zero,
+            "cls": F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets)) if class_logits else zero,
+            "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
+        }
+        return losses
+
+
+def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """sum_k weights[k] * losses[k]."""
+    return sum(weights[k] * v for k, v in losses.items())

@@ -1,0 +1,139 @@
+"""The RSIS network: ResNet encoder, skip projections, a 5-layer ConvLSTM decoder unrolled over
+T steps, a mask head at input resolution and class/stop heads on max-pooled hidden states.
+
+Decoder widths follow the authors' code: ConvLSTM_i has D / 2**i channels (D, D/2, .., D/16);
+skip projections map f0..f4 to D, D, D/2, D/4, D/8 so that ``sum`` and ``mul`` skip modes add
+or multiply tensors of equal width.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from rsis.config import ModelConfig
+
+NUM_LAYERS = 5
+MASK_PRIOR_LOGIT = -2.0
+
+
+class RSISOutput(NamedTuple):
+    mask_logits: torch.Tensor  # [B, T, H, W] at input resolution
+    class_logits: torch.Tensor  # [B, T, C] (C includes <eos>/background at index 0)
+    stop_logits: torch.Tensor  # [B, T] objectness: sigmoid >= threshold means "an object"
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        net = getattr(torchvision.models, name)(weights=None)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)  # stride 2
+        self.pool = net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        expansion = 4 if name in ("resnet50", "resnet101") else 1
+        # channels of f0..f4
+        self.channels = (512 * expansion, 256 * expansion, 128 * expansion, 64 * expansion, 64)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f4 = self.stem(x)  # [B, 64, H/2, W/2]
+        f3 = self.layer1(self.pool(f4))  # [B, 64e, H/4, W/4]
+        f2 = self.layer2(f3)  # [B, 128e, H/8, W/8]
+        f1 = self.layer3(f2)  # [B, 256e, H/16, W/16]
+        f0 = self.layer4(f1)  # [B, 512e, H/32, W/32]
+        return [f0, f1, f2, f3, f4]
+
+
+class ConvLSTMCell(nn.Module):
+    """A convolutional LSTM cell: all four gates from one 3x3 conv over [input | hidden]."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.hidden_channels = hidden_channels
+        self.gates = nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size,
+                               padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if state is None:
+            zeros = x.new_zeros(x.shape[0], self.hidden_channels, *x.shape[-2:])
+            state = (zeros, zeros)
+        h, c = state
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class RSIS(nn.Module):
+    def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        self.max_steps = cfg.max_steps
+        self.skip_mode = cfg.skip_mode
+        self.encoder = ResNetEncoder(cfg.backbone)
+        skip_widths = (d, d, d // 2, d // 4, d // 8)
+        hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
+        self.skips = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+            for c_in, c_out in zip(self.encoder.channels, skip_widths)
+        )
+        cells = [ConvLSTMCell(skip_widths[0], hidden_widths[0])]
+        for i in range(1, NUM_LAYERS):
+            up, skip = hidden_widths[i - 1], skip_widths[i]
+            in_ch = up + skip if cfg.skip_mode == "concat" else up
+            cells.append(ConvLSTMCell(in_ch, hidden_widths[i]))
+        self.cells = nn.ModuleList(cells)
+        self.mask_head = nn.Conv2d(hidden_widths[-1], 1, 3, padding=1)
+        # Prior-probability init (as RetinaNet's classifier): masks start near p = 0.12 instead of
+        # 0.5 everywhere, where the soft-IoU gradient is weak; training leaves this plateau sooner.
+        nn.init.constant_(self.mask_head.bias, MASK_PRIOR_LOGIT)
+        pooled = sum(hidden_widths)
+        self.class_head = nn.Linear(pooled, num_classes)
+        self.stop_head = nn.Linear(pooled, 1)
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Everything but the encoder: skip projections, ConvLSTMs and heads."""
+        encoder = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder]
+
+    def forward(self, images: torch.Tensor, steps: int | None = None) -> RSISOutput:
+        """Unroll ``steps`` decoder steps (default: ``max_steps``) over ``images`` [B, 3, H, W]."""
+        steps = self.max_steps if steps is None else steps
+        skips = [proj(f) for proj, f in zip(self.skips, self.encoder(images))]  # S_0..S_4
+        states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * NUM_LAYERS
+        masks, classes, stops = [], [], []
+        for _ in range(steps):
+            x = skips[0]
+            pooled = []
+            for i, cell in enumerate(self.cells):
+                if i > 0:
+                    x = self._merge(F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear",
+                                                  align_corners=False), skips[i])
+                states[i] = cell(x, states[i])
+                x = states[i][0]
+                pooled.append(torch.amax(x, dim=(2, 3)))  # [B, width_i]
+            up = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            masks.append(self.mask_head(up)[:, 0])  # [B, H, W]
+            features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
+            classes.append(self.class_head(features))  # [B, C]
+            stops.append(self.stop_head(features)[:, 0])  # [B]
+        return RSISOutput(
+            mask_logits=torch.stack(masks, dim=1),  # [B, T, H, W]
+            class_logits=torch.stack(classes, dim=1),  # [B, T, C]
+            stop_logits=torch.stack(stops, dim=1),  # [B, T]
+        )
+
+    def _merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.skip_mode == "concat":
+            return torch.cat([up, skip], dim=1)
+        if self.skip_mode == "sum":
+            return up + skip
+        if self.skip_mode == "mul":
+            return up * skip
+        return up  # "none"
