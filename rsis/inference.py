@@ -1,0 +1,97 @@
+"""The paper's inference protocol: from network outputs to a sequence of instances per image.
+
+Steps are read in order; the sequence ends at the first step whose objectness sigmoid(stop) is
+below ``stop_threshold``. Each kept step's mask is upsampled to the original image size and
+thresholded at ``mask_threshold``; masks covering less than ``min_area_fraction`` of the image are
+dropped. The detection score for class c is p(c) * objectness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from rsis.config import EvaluateConfig
+from rsis.datasets.coco_format import encode_mask
+from rsis.model import RSIS, RSISOutput
+
+
+@dataclass(frozen=True)
+class PredictedInstance:
+    image_id: int
+    step: int  # decoder step, 0-based: the position in the predicted sequence
+    mask: np.ndarray  # [H, W] bool at original resolution
+    objectness: float
+    class_probs: tuple[float, ...]  # softmax over C classes (index 0 = <eos>/background)
+
+    @property
+    def label(self) -> int:
+        """Most likely non-background category id."""
+        return int(np.argmax(self.class_probs[1:])) + 1
+
+    def to_json(self) -> dict:
+        return {"image_id": self.image_id, "step": self.step, "segmentation": encode_mask(self.mask),
+                "objectness": self.objectness, "class_probs": list(self.class_probs), "label": self.label}
+
+
+def postprocess(outputs: RSISOutput, orig_sizes: list[tuple[int, int]], image_ids: list[int],
+                cfg: EvaluateConfig) -> list[list[PredictedInstance]]:
+    """Per image, the predicted sequence in step order."""
+    objectness = outputs.stop_logits.sigmoid()  # [B, T]
+    class_probs = outputs.class_logits.softmax(-1)  # [B, T, C]
+    sequences = []
+    for b, ((h, w), image_id) in enumerate(zip(orig_sizes, image_ids)):
+        below = (objectness[b] < cfg.stop_threshold).nonzero()
+        length = int(below[0]) if len(below) else objectness.shape[1]
+        sequence = []
+        if length:
+            logits = F.interpolate(outputs.mask_logits[b, :length, None].float(), size=(h, w),
+                                   mode="bilinear", align_corners=False)[:, 0]  # [L, h, w]
+            masks = (logits.sigmoid() >= cfg.mask_threshold).cpu().numpy()
+            for t in range(length):
+                if masks[t].sum() < cfg.min_area_fraction * h * w or not masks[t].any():
+                    continue
+                sequence.append(PredictedInstance(
+                    image_id=image_id, step=t, mask=masks[t], objectness=float(objectness[b, t]),
+                    class_probs=tuple(float(p) for p in class_probs[b, t])))
+        sequences.append(sequence)
+    return sequences
+
+
+@torch.no_grad()
+def predict(model: RSIS, loader: DataLoader, device: torch.device, cfg: EvaluateConfig,
+            desc: str = "predict") -> list[list[PredictedInstance]]:
+    """Run the model over a loader; return the predicted sequence of every image, in loader order."""
+    model.eval()
+    sequences = []
+    for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False):
+        outputs = model(images.to(device))
+        sequences += postprocess(outputs, [t["orig_size"] for t in targets], [t["image_id"] for t in targets], cfg)
+    return sequences
+
+
+def to_coco_detections(sequences: list[list[PredictedInstance]], num_classes: int,
+                       min_score: float = 1e-4, class_agnostic: bool = False) -> list[dict]:
+    """COCO results: one detection per non-background class per mask, score p(c) * objectness.
+
+    ``class_agnostic``: one detection per mask instead, scored by objectness alone.
+    """
+    detections = []
+    for sequence in sequences:
+        for inst in sequence:
+            rle = encode_mask(inst.mask)
+            if class_agnostic:
+                detections.append({"image_id": inst.image_id, "category_id": inst.label, "segmentation": rle,
+                                   "score": inst.objectness})
+                continue
+            for c in range(1, num_classes):
+                score = inst.class_probs[c] * inst.objectness
+                if score >= min_score:
+                    detections.append({"image_id": inst.image_id, "category_id": c, "segmentation": rle,
+                                       "score": score})
+    return detections

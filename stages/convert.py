@@ -1,0 +1,21 @@
+"""Stage convert: build the dataset named in params `data` into the project's one format."""
+
+from pathlib import Path
+
+from rsis.config import load_section, to_dict
+from rsis.datasets.convert import convert
+from rsis.io import write_json
+from rsis.tracking import stage_run
+
+
+def main() -> None:
+    paths, data = load_section("paths"), load_section("data")
+    with stage_run("convert", {"data": to_dict(data)}) as run:
+        stats = convert(data, paths.data)
+        write_json(Path(paths.metrics) / "convert.json", stats)
+        run.log_metrics(stats)
+    print(f"converted {data.dataset} into {paths.data}: {stats}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Stage train: fit RSIS on the converted train split, validating on val every epoch."""
+
+from pathlib import Path
+
+from rsis.config import load_section, to_dict
+from rsis.io import write_json
+from rsis.tracking import stage_run
+from rsis.training import HISTORY_FILE, fit
+
+
+def main() -> None:
+    paths, model, train = load_section("paths"), load_section("model"), load_section("train")
+    with stage_run("train", {"model": to_dict(model), "train": to_dict(train)}) as run:
+        result = fit(paths, model, train, log_epoch=lambda epoch, row: run.log_metrics(row, step=epoch))
+        last = result.history.iloc[-1]
+        metrics = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+                   "final_train_loss": float(last["train_total"]), "final_val_loss": float(last["val_total"]),
+                   "train_seconds": round(result.seconds, 1), "device": result.device}
+        write_json(Path(paths.metrics) / "train.json", metrics)
+        run.log_metrics(metrics)
+        run.log_artifact(Path(paths.metrics) / HISTORY_FILE)
+
+
+if __name__ == "__main__":
+    main()
