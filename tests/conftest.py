@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny configs that make real code run in seconds on a CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from rsis.config import (DataConfig, EvaluateConfig, LossWeights, ModelConfig, PathsConfig, ShapesConfig,
+                         TrainConfig)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def shapes_cfg() -> ShapesConfig:
+    return ShapesConfig(image_size=64, min_objects=1, max_objects=5, min_object_size=12, max_object_size=30,
+                        min_visible_pixels=20, classes=("disc", "square", "triangle", "ring"), noise=0.05,
+                        train=12, val=4, test=6)
+
+
+@pytest.fixture
+def tiny_paths(tmp_path: Path) -> PathsConfig:
+    return PathsConfig(data=str(tmp_path / "data"), models=str(tmp_path / "models"),
+                       predictions=str(tmp_path / "outputs" / "predictions.json"),
+                       metrics=str(tmp_path / "metrics"), figures=str(tmp_path / "figures"))
+
+
+@pytest.fixture
+def tiny_model_cfg() -> ModelConfig:
+    return ModelConfig(backbone="resnet18", pretrained="none", hidden_dim=16, max_steps=6, skip_mode="concat",
+                       image_size=32)
+
+
+@pytest.fixture
+def tiny_train_cfg() -> TrainConfig:
+    return TrainConfig(seed=0, epochs=2, batch_size=4, lr_decoder=1e-3, lr_encoder=1e-3, weight_decay=0.0,
+                       lr_decay_epochs=(1,), max_objects=6, loss_weights=LossWeights(mask=1.0, cls=0.1, stop=0.5),
+                       num_workers=0, device="cpu")
+
+
+@pytest.fixture
+def eval_cfg() -> EvaluateConfig:
+    return EvaluateConfig(batch_size=4, stop_threshold=0.5, mask_threshold=0.5, min_area_fraction=0.001)
+
+
+@pytest.fixture
+def data_cfg(shapes_cfg: ShapesConfig) -> DataConfig:
+    return DataConfig(dataset="shapes", seed=3, shapes=shapes_cfg)
+
+
+def replace(obj, **changes):
+    return dataclasses.replace(obj, **changes)

@@ -1,0 +1,45 @@
+import numpy as np
+
+from rsis.coco_eval import evaluate_segm, load_ground_truth
+from rsis.datasets.convert import convert
+from rsis.io import read_json
+
+
+def _gt_detections(coco: dict) -> list[dict]:
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
+             "score": 1.0} for a in coco["annotations"] if not a["iscrowd"]]
+
+
+def test_ground_truth_as_predictions_scores_one(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    path = f"{tiny_paths.data}/test.json"
+    metrics = evaluate_segm(load_ground_truth(path), _gt_detections(read_json(path)))
+    for key, value in metrics.items():
+        assert value == 1.0, key
+
+
+def test_shuffled_masks_score_less(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    path = f"{tiny_paths.data}/test.json"
+    detections = _gt_detections(read_json(path))
+    rng = np.random.default_rng(0)
+    segms = [d["segmentation"] for d in detections]
+    order = rng.permutation(len(segms))
+    shuffled = [{**d, "segmentation": segms[j]} for d, j in zip(detections, order)]
+    metrics = evaluate_segm(load_ground_truth(path), shuffled)
+    assert metrics["AP50"] < 0.6
+    assert metrics["AP"] < 1.0
+
+
+def test_no_detections_scores_zero(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    assert evaluate_segm(load_ground_truth(f"{tiny_paths.data}/test.json"), [])["AP50"] == 0.0
+
+
+def test_class_agnostic_ignores_wrong_labels(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    path = f"{tiny_paths.data}/test.json"
+    relabelled = [{**d, "category_id": d["category_id"] % 4 + 1} for d in _gt_detections(read_json(path))]
+    gt = load_ground_truth(path)
+    assert evaluate_segm(gt, relabelled)["AP50"] == 0.0
+    assert evaluate_segm(gt, relabelled, class_agnostic=True)["AP50"] == 1.0

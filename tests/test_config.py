@@ -1,0 +1,65 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rsis.config import ConfigError, load_all, load_section
+
+from conftest import REPO
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    mutate(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_committed_params_are_valid():
+    sections = load_all(REPO / "params.yaml")
+    assert sections["model"].backbone in ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+@pytest.mark.parametrize("mutate,key", [
+    (lambda p: p["train"].update(learning_rate=0.1), "train.learning_rate"),
+    (lambda p: p["train"]["loss_weights"].update(box=1.0), "train.loss_weights.box"),
+    (lambda p: p["model"].pop("hidden_dim"), "model.hidden_dim"),
+    (lambda p: p["data"]["shapes"].pop("noise"), "data.shapes.noise"),
+    (lambda p: p["train"].update(epochs="ten"), "train.epochs"),
+    (lambda p: p["train"].update(batch_size=2.5), "train.batch_size"),
+    (lambda p: p["model"].update(skip_mode="add"), "model.skip_mode"),
+    (lambda p: p["data"].update(dataset="pascal"), "data.dataset"),
+    (lambda p: p["evaluate"].update(stop_threshold=1.5), "evaluate.stop_threshold"),
+    (lambda p: p["data"]["shapes"].update(train=-1), "data.shapes.train"),
+    (lambda p: p["train"].update(lr_decay_epochs=5), "train.lr_decay_epochs"),
+])
+def test_bad_params_name_the_key(tmp_path, mutate, key):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_all(path)
+
+
+def test_int_is_accepted_where_float_expected(tmp_path):
+    path = _write(tmp_path, lambda p: p["train"].update(lr_decoder=1))
+    assert load_section("train", path).lr_decoder == 1.0
+
+
+def test_missing_section_and_file(tmp_path):
+    path = _write(tmp_path, lambda p: p.pop("evaluate"))
+    with pytest.raises(ConfigError, match="missing section 'evaluate'"):
+        load_section("evaluate", path)
+    with pytest.raises(ConfigError, match="cannot read params file"):
+        load_section("train", tmp_path / "nope.yaml")
+
+
+def test_stage_fails_before_any_work(tmp_path):
+    """A bad key stops the train stage at once: clear message, no checkpoint, no tracking run."""
+    _write(tmp_path, lambda p: p["train"].update(epochz=3))
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "train.py")], cwd=tmp_path,
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "DVC_ROOT": str(tmp_path)})
+    assert result.returncode != 0
+    assert "unknown key train.epochz" in result.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()

@@ -1,0 +1,119 @@
+"""End to end: the real dvc.yaml and stage scripts, run by `dvc repro` in a temporary git repo
+with a tiny params file; then every output, the metrics and the MLflow runs are checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def _tiny_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["shapes"].update(image_size=64, min_object_size=12, max_object_size=30, min_visible_pixels=20,
+                                    max_objects=4, train=16, val=4, test=6)
+    params["model"].update(hidden_dim=16, max_steps=5, image_size=32)
+    params["train"].update(epochs=2, batch_size=4, lr_decay_epochs=[1], max_objects=5, device="cpu")
+    params["evaluate"].update(batch_size=4, stop_threshold=0.0)  # untrained stop head: keep every step
+    params["analyze"].update(num_figure_images=3, figure_columns=3)
+    return params
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("pipeline")
+    for name in ("stages", "rsis"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    (root / "params.yaml").write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("DVC_ROOT", None)
+    _run(["git", "init", "-q"], root, env)
+    _run(["dvc", "init", "-q"], root, env)
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "tiny pipeline"], root, env)
+    _run(["dvc", "repro"], root, env)
+    return root, env
+
+
+def test_every_output_exists(repo):
+    root, _ = repo
+    for split in ("train", "val", "test"):
+        assert (root / "data/shapes" / f"{split}.json").is_file()
+    assert len(list((root / "data/shapes/train").glob("*.png"))) == 16
+    for name in ("best.pt", "last.pt"):
+        assert (root / "models" / name).is_file()
+    assert (root / "outputs/predictions.json").is_file()
+    assert (root / "metrics/figures/sequences.png").stat().st_size > 10_000
+    assert (root / "dvc.lock").is_file()
+
+
+def test_metrics_files(repo):
+    root, _ = repo
+    evaluate = json.loads((root / "metrics/evaluate.json").read_text())
+    for key in ("AP", "AP50", "AP75", "AP@0.5", "AP@0.6", "AP@0.7", "AP@0.8", "AP@0.9"):
+        assert 0.0 <= evaluate["segm"][key] <= 1.0
+    assert evaluate["counts"]["images"] == 6
+    analyze = json.loads((root / "metrics/analyze.json").read_text())
+    assert {"tau_r2l", "tau_b2t", "tau_l2s", "images_counted"} <= set(analyze)
+    train = json.loads((root / "metrics/train.json").read_text())
+    assert train["best_epoch"] in (0, 1)
+    history = (root / "metrics/train_history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,") and len(history) == 3
+
+
+def test_checkpoint_holds_config_and_revision(repo):
+    import torch
+
+    root, _ = repo
+    state = torch.load(root / "models/best.pt", weights_only=True)
+    assert state["model_config"]["hidden_dim"] == 16
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert state["git_revision"] == head
+
+
+def test_repro_is_up_to_date_afterwards(repo):
+    root, env = repo
+    status = _run(["dvc", "status"], root, env)
+    assert "up to date" in status.stdout, status.stdout
+
+
+def test_mlflow_has_one_run_per_stage(repo):
+    root, _ = repo
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("rsis")
+    runs = client.search_runs([experiment.experiment_id])
+    by_stage = {r.data.tags["stage"]: r for r in runs}
+    assert sorted(by_stage) == ["analyze", "convert", "evaluate", "train"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    train = by_stage["train"]
+    assert train.data.params["train.epochs"] == "2"
+    assert train.data.params["train.loss_weights.cls"] == "0.1"
+    assert len(client.get_metric_history(train.info.run_id, "val_total")) == 2
+    assert "segm.AP50" in by_stage["evaluate"].data.metrics
+    assert len(by_stage["train"].data.tags["git_revision"]) == 40
+    artifacts = [a.path for a in client.list_artifacts(by_stage["analyze"].info.run_id, "figures")]
+    assert artifacts == ["figures/sequences.png"]
