@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,15 @@ def git_revision() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(); user errors (bad params, missing inputs) print one clear line and
+    exit 2 instead of a traceback. Anything else propagates with its traceback."""
+    from rsis.config import ConfigError
+
+    try:
+        main()
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -5,6 +5,7 @@ from pathlib import Path
 from rsis.analysis import SEQUENCES_FIGURE, analyze
 from rsis.config import load_section, to_dict
 from rsis.io import write_json
+from rsis.runtime import run_stage
 from rsis.tracking import stage_run
 
 
@@ -21,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -5,6 +5,7 @@ from pathlib import Path
 from rsis.config import load_section, to_dict
 from rsis.datasets.convert import convert
 from rsis.io import write_json
+from rsis.runtime import run_stage
 from rsis.tracking import stage_run
 
 
@@ -18,4 +19,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

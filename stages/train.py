@@ -4,6 +4,7 @@ from pathlib import Path
 
 from rsis.config import load_section, to_dict
 from rsis.io import write_json
+from rsis.runtime import run_stage
 from rsis.tracking import stage_run
 from rsis.training import HISTORY_FILE, fit
 
@@ -22,4 +23,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

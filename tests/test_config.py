@@ -60,6 +60,7 @@ def test_stage_fails_before_any_work(tmp_path):
     _write(tmp_path, lambda p: p["train"].update(epochz=3))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "train.py")], cwd=tmp_path,
                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "DVC_ROOT": str(tmp_path)})
-    assert result.returncode != 0
-    assert "unknown key train.epochz" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "unknown key train.epochz" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()
