@@ -1,4 +1,4 @@
-"""COCO segmentation AP with pycocotools, as one call over ground truth and detections."""
+"""COCO segmentation and box AP with pycocotools, as one call over ground truth and detections."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def load_ground_truth(annotation_path: str | Path) -> COCO:
 
 def evaluate_segm(ground_truth: COCO, detections: list[dict], iou_type: str = "segm",
                   class_agnostic: bool = False) -> dict[str, float]:
-    """AP, AP50, AP75 and AP at each of REPORTED_IOUS, in [0, 1].
+    """AP, AP50, AP75 and AP at each of REPORTED_IOUS, in [0, 1], for ``iou_type`` 'segm' or 'bbox'.
 
     ``class_agnostic`` ignores categories (COCOeval useCats=0): it measures masks and ranking alone.
     With no detections at all every AP is 0.

@@ -21,6 +21,8 @@ T = TypeVar("T")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 SKIP_MODES = ("concat", "sum", "mul", "none")
 SHAPE_CLASSES = ("disc", "square", "triangle", "ring")
+PRESET_KEY = "preset"  # top-level params key: a file under PRESETS_DIR merged over the sections
+PRESETS_DIR = "presets"
 
 
 class ConfigError(ValueError):
@@ -83,18 +85,26 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
-    pretrained: Literal["none"]  # ImageNet / state_dict loading arrives with the training-recipe issue
+    pretrained: str  # none | imagenet (torchvision's cached weights) | path to a state_dict file
     hidden_dim: int  # decoder width D
     max_steps: int  # decoder steps T at inference
     skip_mode: Literal["concat", "sum", "mul", "none"]
-    image_size: int  # images are resized to image_size x image_size for the network
+    image_size: int | tuple[int, ...]  # network input: side, or [height, width]
 
     def __post_init__(self) -> None:
-        _check_positive(self, "hidden_dim", "max_steps", "image_size")
+        _check_positive(self, "hidden_dim", "max_steps")
         if self.hidden_dim % 16:
             raise ConfigError(f"model.hidden_dim must be a multiple of 16 (widths D..D/16), got {self.hidden_dim}")
-        if self.image_size % 32:
-            raise ConfigError(f"model.image_size must be a multiple of 32 (ResNet stride), got {self.image_size}")
+        sides = (self.image_size,) if isinstance(self.image_size, int) else self.image_size
+        if len(sides) not in (1, 2) or any(side < 32 for side in sides):
+            raise ConfigError(f"model.image_size must be a side or [height, width], each >= 32, got {self.image_size}")
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the network input."""
+        if isinstance(self.image_size, int):
+            return self.image_size, self.image_size
+        return (self.image_size[0], self.image_size[-1])
 
 
 @dataclass(frozen=True)
@@ -102,11 +112,60 @@ class LossWeights:
     mask: float
     cls: float
     stop: float
+    box: float
 
     def __post_init__(self) -> None:
-        for name in ("mask", "cls", "stop"):
+        for name in ("mask", "cls", "stop", "box"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.loss_weights.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The staged schedule (see rsis.schedule). An epoch number switches a term on at that epoch;
+    null switches it on at a validation plateau."""
+
+    class_loss_from: int | None
+    stop_loss_from: int | None
+    encoder_from: int | None
+    patience: int  # epochs without improvement that make a plateau
+    min_delta: float  # an improvement must beat the best loss by more than this
+    curriculum: bool  # unroll start_steps at first, + steps_cl per plateau, up to model.max_steps
+    start_steps: int
+    steps_cl: int
+    min_steps: int  # under the curriculum the stop loss waits until more steps than this are unrolled
+    reload_best_on_switch: bool
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "patience", "start_steps", "steps_cl")
+        for name in ("class_loss_from", "stop_loss_from", "encoder_from"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"train.schedule.{name} must be >= 0 or null, got {value}")
+        if self.min_delta < 0 or self.min_steps < 0:
+            raise ConfigError("train.schedule.min_delta and min_steps must be >= 0")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation, applied jointly to image, masks and boxes."""
+
+    enabled: bool
+    hflip: float  # probability of a horizontal flip
+    rotation: float  # degrees, uniform in [-rotation, rotation]
+    translate: float  # fraction of the image side
+    shear: float  # degrees
+    scale: tuple[float, ...]  # (min, max) zoom
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.hflip <= 1.0:
+            raise ConfigError(f"train.augment.hflip must be in [0, 1], got {self.hflip}")
+        if not 0.0 <= self.translate <= 1.0:
+            raise ConfigError(f"train.augment.translate must be in [0, 1], got {self.translate}")
+        if self.rotation < 0 or self.shear < 0:
+            raise ConfigError("train.augment.rotation and shear must be >= 0")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ConfigError(f"train.augment.scale must be [min, max] with 0 < min <= max, got {list(self.scale)}")
 
 
 @dataclass(frozen=True)
@@ -120,11 +179,21 @@ class TrainConfig:
     lr_decay_epochs: tuple[int, ...]  # epochs at which both learning rates are divided by 10
     max_objects: int  # ground truth is sorted large-to-small and truncated to this many
     loss_weights: LossWeights
+    schedule: ScheduleConfig
+    augment: AugmentConfig
     num_workers: int
     device: Literal["auto", "cpu", "cuda"]
+    amp: bool  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool  # channels_last memory format on CUDA (ignored on CPU)
+    launcher: Literal["none", "torchrun"]  # torchrun: DDP over nproc_per_node processes
+    nproc_per_node: int
+    resume: bool  # continue from <models>/last.pt when it was written with the same config
 
     def __post_init__(self) -> None:
-        _check_positive(self, "epochs", "batch_size", "max_objects")
+        _check_positive(self, "epochs", "batch_size", "max_objects", "nproc_per_node")
+        if self.batch_size % self.nproc_per_node:
+            raise ConfigError(f"train.batch_size ({self.batch_size}) must be divisible by "
+                              f"train.nproc_per_node ({self.nproc_per_node}): it is the global batch")
         for name in ("lr_decoder", "lr_encoder", "weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
@@ -183,23 +252,53 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return raw
 
 
+def preset_file(path: str | Path, name: str) -> Path:
+    return Path(path).parent / PRESETS_DIR / f"{name}.yaml"
+
+
+def apply_preset(raw: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], str]:
+    """params with the overlay ``presets/<preset>.yaml`` merged in (its values win), and a label
+    for error messages. ``preset: none`` (or no ``preset`` key) leaves params as they are."""
+    name = raw.get(PRESET_KEY, "none")
+    if name == "none":
+        return raw, str(path)
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: preset must be a string (a file name under {PRESETS_DIR}/ or none), got {name!r}")
+    file = preset_file(path, name)
+    if not file.is_file():
+        available = sorted(p.stem for p in file.parent.glob("*.yaml")) if file.parent.is_dir() else []
+        raise ConfigError(f"{path}: unknown preset {name!r}: {file} does not exist (available: {available + ['none']})")
+    overlay = read_params(file)
+    unknown = sorted(set(overlay) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{file}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    return _merge(raw, overlay), f"{path} with preset {name} ({file})"
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
 def load_section(name: str, path: str | Path = "params.yaml", raw: dict[str, Any] | None = None) -> Any:
-    """Load and validate one params section as its frozen dataclass."""
+    """Load and validate one params section as its frozen dataclass (after applying the preset)."""
     if name not in SECTIONS:
         raise ConfigError(f"unknown params section {name!r}; known: {sorted(SECTIONS)}")
-    raw = read_params(path) if raw is None else raw
+    raw, where = apply_preset(read_params(path) if raw is None else raw, path)
     if name not in raw:
-        raise ConfigError(f"{path}: missing section {name!r}")
+        raise ConfigError(f"{where}: missing section {name!r}")
     try:
         return from_dict(SECTIONS[name], raw[name], name)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Validate every known section (and reject unknown top-level sections)."""
     raw = read_params(path)
-    unknown = sorted(set(raw) - set(SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS) - {PRESET_KEY})
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
     return {name: load_section(name, path, raw) for name in SECTIONS}
@@ -269,7 +368,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 def _check_positive(obj: Any, *names: str) -> None:
     section = {PathsConfig: "paths", ShapesConfig: "data.shapes", ModelConfig: "model", TrainConfig: "train",
-               EvaluateConfig: "evaluate", AnalyzeConfig: "analyze"}.get(type(obj), type(obj).__name__)
+               EvaluateConfig: "evaluate", AnalyzeConfig: "analyze", ScheduleConfig: "train.schedule"}.get(type(obj), type(obj).__name__)
     for name in names:
         if getattr(obj, name) <= 0:
             raise ConfigError(f"{section}.{name} must be > 0, got {getattr(obj, name)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import generalized_box_iou_loss
 
 from rsis.matcher import HungarianMatcher, soft_iou
 from rsis.model import RSISOutput
@@ -15,7 +16,8 @@ class RSISCriterion(nn.Module):
     """mask: mean (1 - soft IoU) over matched pairs;
     cls: mean NLL of the matched target class over matched pairs;
     stop: mean BCE over the first T_g + 1 steps of each image (target 1 for t < T_g, 0 at t = T_g;
-    no stop target at T_g when all T steps are used by objects).
+    no stop target at T_g when all T steps are used by objects);
+    box: mean over matched pairs of L1 (on normalised x0, y0, x1, y1, summed) + GIoU loss.
     """
 
     def __init__(self, matcher: HungarianMatcher | None = None) -> None:
@@ -25,7 +27,7 @@ class RSISCriterion(nn.Module):
     def forward(self, outputs: RSISOutput, targets: list[dict]) -> dict[str, torch.Tensor]:
         matches = self.matcher(outputs.mask_logits, targets)
         steps = outputs.mask_logits.shape[1]
-        mask_terms, class_logits, class_targets, stop_logits, stop_targets = [], [], [], [], []
+        mask_terms, box_terms, class_logits, class_targets, stop_logits, stop_targets = [], [], [], [], [], []
         for b, (target, (rows, cols)) in enumerate(zip(targets, matches)):
             t_g = len(rows)
             if t_g:
@@ -35,6 +37,9 @@ class RSISCriterion(nn.Module):
                 mask_terms.append(1.0 - iou)
                 class_logits.append(outputs.class_logits[b, rows])  # [T_g, C]
                 class_targets.append(target["labels"][cols])  # [T_g]
+                if "boxes" in target:
+                    pred, gt = outputs.boxes[b, rows].float(), target["boxes"][cols]  # [T_g, 4] each
+                    box_terms.append((pred - gt).abs().sum(-1) + generalized_box_iou_loss(pred, gt))  # [T_g]
             n_stop = min(t_g + 1, steps)
             stop_logits.append(outputs.stop_logits[b, :n_stop])  # [n_stop]
             stop_targets.append((torch.arange(n_stop, device=outputs.stop_logits.device) < t_g).float())
@@ -43,6 +48,7 @@ class RSISCriterion(nn.Module):
             "mask": torch.cat(mask_terms).mean() if mask_terms else zero,
             "cls": F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets)) if class_logits else zero,
             "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
+            "box": torch.cat(box_terms).mean() if box_terms else zero,
         }
         return losses
 

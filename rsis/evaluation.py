@@ -3,6 +3,7 @@ predicted sequences, and score them with COCO segm AP."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ CHECKPOINT = "best.pt"
 def load_model(checkpoint_path: str | Path, device: torch.device) -> tuple[RSIS, dict[str, Any]]:
     """Rebuild the model from the config stored in a checkpoint."""
     state = load_checkpoint(checkpoint_path, map_location=device)
-    model_cfg = from_dict(ModelConfig, state["model_config"], "checkpoint.model_config")
+    # the checkpoint holds the trained weights: do not look for the initial pretrained ones again
+    model_cfg = dataclasses.replace(from_dict(ModelConfig, state["model_config"], "checkpoint.model_config"),
+                                    pretrained="none")
     model = RSIS(model_cfg, state["num_classes"]).to(device)
     model.load_state_dict(state["model"])
     model.eval()
@@ -46,8 +49,7 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
     """Predict ``split``, write paths.predictions, return COCO segm metrics and counts."""
     device_t = select_device(device)
     model, state = load_model(Path(paths.models) / CHECKPOINT, device_t)
-    image_size = state["model_config"]["image_size"]
-    dataset = InstanceDataset(paths.data, split, image_size)
+    dataset = InstanceDataset(paths.data, split, model.input_size)
     if dataset.num_classes != state["num_classes"]:
         raise ValueError(f"{paths.data}/{split}.json has {dataset.num_classes - 1} categories but the checkpoint "
                          f"was trained with {state['num_classes'] - 1}")
@@ -58,8 +60,10 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
     metrics = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes))
     agnostic = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, class_agnostic=True),
                              class_agnostic=True)
+    bbox = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, iou_type="bbox"),
+                         iou_type="bbox")
     n_pred = sum(len(s) for s in sequences)
     n_gt = sum(len([a for a in anns if not a["iscrowd"]]) for anns in dataset.annotations.values())
-    return {"segm": metrics, "segm_class_agnostic": agnostic, "counts": {"images": len(dataset), "predicted_instances": n_pred,
+    return {"segm": metrics, "segm_class_agnostic": agnostic, "bbox": bbox, "counts": {"images": len(dataset), "predicted_instances": n_pred,
                                         "gt_instances": n_gt},
             "checkpoint_epoch": state["epoch"]}

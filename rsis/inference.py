@@ -28,6 +28,7 @@ class PredictedInstance:
     mask: np.ndarray  # [H, W] bool at original resolution
     objectness: float
     class_probs: tuple[float, ...]  # softmax over C classes (index 0 = <eos>/background)
+    box: tuple[float, float, float, float]  # predicted x0, y0, x1, y1 in original-image pixels
 
     @property
     def label(self) -> int:
@@ -36,7 +37,13 @@ class PredictedInstance:
 
     def to_json(self) -> dict:
         return {"image_id": self.image_id, "step": self.step, "segmentation": encode_mask(self.mask),
-                "objectness": self.objectness, "class_probs": list(self.class_probs), "label": self.label}
+                "objectness": self.objectness, "class_probs": list(self.class_probs), "label": self.label,
+                "box": list(self.box)}
+
+    @property
+    def coco_bbox(self) -> list[float]:
+        x0, y0, x1, y1 = self.box
+        return [x0, y0, x1 - x0, y1 - y0]
 
 
 def postprocess(outputs: RSISOutput, orig_sizes: list[tuple[int, int]], image_ids: list[int],
@@ -44,6 +51,7 @@ def postprocess(outputs: RSISOutput, orig_sizes: list[tuple[int, int]], image_id
     """Per image, the predicted sequence in step order."""
     objectness = outputs.stop_logits.sigmoid()  # [B, T]
     class_probs = outputs.class_logits.softmax(-1)  # [B, T, C]
+    boxes = outputs.boxes.float().cpu()  # [B, T, 4] fractions of the side
     sequences = []
     for b, ((h, w), image_id) in enumerate(zip(orig_sizes, image_ids)):
         below = (objectness[b] < cfg.stop_threshold).nonzero()
@@ -58,7 +66,8 @@ def postprocess(outputs: RSISOutput, orig_sizes: list[tuple[int, int]], image_id
                     continue
                 sequence.append(PredictedInstance(
                     image_id=image_id, step=t, mask=masks[t], objectness=float(objectness[b, t]),
-                    class_probs=tuple(float(p) for p in class_probs[b, t])))
+                    class_probs=tuple(float(p) for p in class_probs[b, t]),
+                    box=tuple(float(v) * side for v, side in zip(boxes[b, t], (w, h, w, h)))))
         sequences.append(sequence)
     return sequences
 
@@ -76,22 +85,26 @@ def predict(model: RSIS, loader: DataLoader, device: torch.device, cfg: Evaluate
 
 
 def to_coco_detections(sequences: list[list[PredictedInstance]], num_classes: int,
-                       min_score: float = 1e-4, class_agnostic: bool = False) -> list[dict]:
-    """COCO results: one detection per non-background class per mask, score p(c) * objectness.
+                       min_score: float = 1e-4, class_agnostic: bool = False, iou_type: str = "segm") -> list[dict]:
+    """COCO results: one detection per non-background class per step, score p(c) * objectness.
 
-    ``class_agnostic``: one detection per mask instead, scored by objectness alone.
+    ``class_agnostic``: one detection per step instead, scored by objectness alone.
+    ``iou_type``: 'segm' gives the mask (RLE), 'bbox' the predicted box (x, y, w, h).
     """
     detections = []
     for sequence in sequences:
         for inst in sequence:
-            rle = encode_mask(inst.mask)
+            rle = encode_mask(inst.mask) if iou_type == "segm" else None
             if class_agnostic:
-                detections.append({"image_id": inst.image_id, "category_id": inst.label, "segmentation": rle,
-                                   "score": inst.objectness})
+                detections.append(_detection(inst, inst.label, inst.objectness, rle))
                 continue
             for c in range(1, num_classes):
                 score = inst.class_probs[c] * inst.objectness
                 if score >= min_score:
-                    detections.append({"image_id": inst.image_id, "category_id": c, "segmentation": rle,
-                                       "score": score})
+                    detections.append(_detection(inst, c, score, rle))
     return detections
+
+
+def _detection(inst: PredictedInstance, category_id: int, score: float, rle: dict | None) -> dict:
+    shape = {"segmentation": rle} if rle is not None else {"bbox": inst.coco_bbox}
+    return {"image_id": inst.image_id, "category_id": category_id, "score": score, **shape}

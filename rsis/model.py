@@ -1,6 +1,8 @@
 """The RSIS network: ResNet encoder, skip projections, a 5-layer ConvLSTM decoder unrolled over
 T steps, a mask head at input resolution and class/stop heads on max-pooled hidden states.
 
+A box head (the paper's later versions) regresses one box per step from the same pooled features.
+
 Decoder widths follow the authors' code: ConvLSTM_i has D / 2**i channels (D, D/2, .., D/16);
 skip projections map f0..f4 to D, D, D/2, D/4, D/8 so that ``sum`` and ``mul`` skip modes add
 or multiply tensors of equal width.
@@ -8,7 +10,9 @@ or multiply tensors of equal width.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +29,53 @@ class RSISOutput(NamedTuple):
     mask_logits: torch.Tensor  # [B, T, H, W] at input resolution
     class_logits: torch.Tensor  # [B, T, C] (C includes <eos>/background at index 0)
     stop_logits: torch.Tensor  # [B, T] objectness: sigmoid >= threshold means "an object"
+    boxes: torch.Tensor  # [B, T, 4] x0, y0, x1, y1 as fractions of the image side, in [0, 1]
+
+
+def pretrained_state_dict(backbone: str, pretrained: str) -> dict[str, torch.Tensor] | None:
+    """The ResNet weights ``model.pretrained`` asks for, or None for 'none'.
+
+    'imagenet' reads torchvision's IMAGENET1K_V1 file from the torch hub cache only (nothing is
+    downloaded at run time): when it is missing this fails at once naming the URL and the path.
+    Anything else is a path to a state_dict saved with ``torch.save(resnet.state_dict(), path)``.
+    """
+    if pretrained == "none":
+        return None
+    if pretrained == "imagenet":
+        weights = torchvision.models.get_model_weights(backbone).IMAGENET1K_V1
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"model.pretrained = imagenet: {path} is missing and nothing is downloaded at run time. "
+                f"Download {weights.url} and put it at {path} (or point TORCH_HOME at a cache that has it), "
+                f"or set model.pretrained to a state_dict path or to none")
+    else:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"model.pretrained: state_dict file {path} not found "
+                                    f"(expected none, imagenet or the path of a saved ResNet state_dict)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state_dict (a mapping of tensor names to tensors)")
+    return state
 
 
 class ResNetEncoder(nn.Module):
     """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, pretrained: str = "none") -> None:
         super().__init__()
         net = getattr(torchvision.models, name)(weights=None)
+        state = pretrained_state_dict(name, pretrained)
+        if state is not None:
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the classifier is dropped
+            expected = {k: v.shape for k, v in net.state_dict().items() if not k.startswith("fc.")}
+            found = {k: v.shape for k, v in state.items()}
+            if found != expected:
+                wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+                raise ValueError(f"model.pretrained = {pretrained}: not a {name} state_dict "
+                                 f"({len(wrong)} missing, unexpected or mis-shaped tensors, e.g. {wrong[:3]})")
+            net.load_state_dict(state, strict=False)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)  # stride 2
         self.pool = net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
@@ -75,8 +118,9 @@ class RSIS(nn.Module):
         super().__init__()
         d = cfg.hidden_dim
         self.max_steps = cfg.max_steps
+        self.input_size = cfg.input_size  # (height, width) the data pipeline resizes images to
         self.skip_mode = cfg.skip_mode
-        self.encoder = ResNetEncoder(cfg.backbone)
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained)
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(
@@ -96,6 +140,7 @@ class RSIS(nn.Module):
         pooled = sum(hidden_widths)
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
+        self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Everything but the encoder: skip projections, ConvLSTMs and heads."""
@@ -107,7 +152,7 @@ class RSIS(nn.Module):
         steps = self.max_steps if steps is None else steps
         skips = [proj(f) for proj, f in zip(self.skips, self.encoder(images))]  # S_0..S_4
         states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * NUM_LAYERS
-        masks, classes, stops = [], [], []
+        masks, classes, stops, boxes = [], [], [], []
         for _ in range(steps):
             x = skips[0]
             pooled = []
@@ -123,10 +168,12 @@ class RSIS(nn.Module):
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
             classes.append(self.class_head(features))  # [B, C]
             stops.append(self.stop_head(features)[:, 0])  # [B]
+            boxes.append(torchvision.ops.box_convert(self.box_head(features).sigmoid(), "cxcywh", "xyxy"))  # [B, 4]
         return RSISOutput(
             mask_logits=torch.stack(masks, dim=1),  # [B, T, H, W]
             class_logits=torch.stack(classes, dim=1),  # [B, T, C]
             stop_logits=torch.stack(stops, dim=1),  # [B, T]
+            boxes=torch.stack(boxes, dim=1),  # [B, T, 4]
         )
 
     def _merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

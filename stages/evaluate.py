@@ -1,4 +1,4 @@
-"""Stage evaluate: the paper's inference protocol and COCO segm AP on the test split."""
+"""Stage evaluate: the paper's inference protocol and COCO segm and bbox AP on the test split."""
 
 from pathlib import Path
 
@@ -18,7 +18,8 @@ def main() -> None:
         run.log_metrics(metrics)
         run.log_artifact(out)
     segm = metrics["segm"]
-    print(f"test segm AP {segm['AP']:.3f}  AP50 {segm['AP50']:.3f}  AP75 {segm['AP75']:.3f}")
+    print(f"test segm AP {segm['AP']:.3f}  AP50 {segm['AP50']:.3f}  AP75 {segm['AP75']:.3f}  "
+          f"bbox AP50 {metrics['bbox']['AP50']:.3f}")
 
 
 if __name__ == "__main__":

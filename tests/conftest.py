@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rsis.config import (DataConfig, EvaluateConfig, LossWeights, ModelConfig, PathsConfig, ShapesConfig,
-                         TrainConfig)
+from rsis.config import (AugmentConfig, DataConfig, EvaluateConfig, LossWeights, ModelConfig, PathsConfig,
+                         ScheduleConfig, ShapesConfig, TrainConfig)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,22 @@ def tiny_model_cfg() -> ModelConfig:
 @pytest.fixture
 def tiny_train_cfg() -> TrainConfig:
     return TrainConfig(seed=0, epochs=2, batch_size=4, lr_decoder=1e-3, lr_encoder=1e-3, weight_decay=0.0,
-                       lr_decay_epochs=(1,), max_objects=6, loss_weights=LossWeights(mask=1.0, cls=0.1, stop=0.5),
-                       num_workers=0, device="cpu")
+                       lr_decay_epochs=(1,), max_objects=6,
+                       loss_weights=LossWeights(mask=1.0, cls=0.1, stop=0.5, box=0.5),
+                       schedule=schedule_cfg(), augment=augment_cfg(), num_workers=0, device="cpu", amp=False,
+                       channels_last=False, launcher="none", nproc_per_node=1, resume=True)
+
+
+def schedule_cfg(**changes) -> ScheduleConfig:
+    """Every term on from epoch 0, no curriculum (the default pipeline's schedule)."""
+    base = ScheduleConfig(class_loss_from=0, stop_loss_from=0, encoder_from=0, patience=2, min_delta=0.0,
+                          curriculum=False, start_steps=2, steps_cl=1, min_steps=3, reload_best_on_switch=False)
+    return dataclasses.replace(base, **changes)
+
+
+def augment_cfg(**changes) -> AugmentConfig:
+    base = AugmentConfig(enabled=False, hflip=0.5, rotation=10.0, translate=0.1, shear=5.7, scale=(0.7, 1.4))
+    return dataclasses.replace(base, **changes)
 
 
 @pytest.fixture

@@ -43,3 +43,13 @@ def test_class_agnostic_ignores_wrong_labels(data_cfg, tiny_paths):
     gt = load_ground_truth(path)
     assert evaluate_segm(gt, relabelled)["AP50"] == 0.0
     assert evaluate_segm(gt, relabelled, class_agnostic=True)["AP50"] == 1.0
+
+
+def test_ground_truth_boxes_score_one_and_shifted_boxes_less(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    path = f"{tiny_paths.data}/test.json"
+    boxes = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+             for a in read_json(path)["annotations"] if not a["iscrowd"]]
+    assert evaluate_segm(load_ground_truth(path), boxes, iou_type="bbox")["AP50"] == 1.0
+    shifted = [{**b, "bbox": [b["bbox"][0] + b["bbox"][2] * 0.6, *b["bbox"][1:]]} for b in boxes]
+    assert evaluate_segm(load_ground_truth(path), shifted, iou_type="bbox")["AP50"] < 0.5

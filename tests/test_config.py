@@ -25,7 +25,10 @@ def test_committed_params_are_valid():
 
 @pytest.mark.parametrize("mutate,key", [
     (lambda p: p["train"].update(learning_rate=0.1), "train.learning_rate"),
-    (lambda p: p["train"]["loss_weights"].update(box=1.0), "train.loss_weights.box"),
+    (lambda p: p["train"]["loss_weights"].update(boxes=1.0), "train.loss_weights.boxes"),
+    (lambda p: p["train"]["schedule"].pop("patience"), "train.schedule.patience"),
+    (lambda p: p["train"]["augment"].update(hflip=2.0), "train.augment.hflip"),
+    (lambda p: p["train"].update(launcher="slurm"), "train.launcher"),
     (lambda p: p["model"].pop("hidden_dim"), "model.hidden_dim"),
     (lambda p: p["data"]["shapes"].pop("noise"), "data.shapes.noise"),
     (lambda p: p["train"].update(epochs="ten"), "train.epochs"),

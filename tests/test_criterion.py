@@ -1,4 +1,5 @@
 import torch
+from torchvision.ops import masks_to_boxes
 
 from rsis.criterion import RSISCriterion, weighted_total
 from rsis.model import RSISOutput
@@ -8,7 +9,10 @@ def _target(n: int, size: int = 16, num_classes: int = 4) -> dict:
     masks = torch.zeros(n, size, size)
     for k in range(n):
         masks[k, k * (size // max(n, 1)):(k + 1) * (size // max(n, 1))] = 1.0
-    return {"masks": masks, "labels": torch.arange(n) % (num_classes - 1) + 1, "ignore": torch.zeros(size, size)}
+    boxes = masks_to_boxes(masks) if n else torch.zeros(0, 4)  # pixel indices of the extreme pixels
+    boxes[:, 2:] += 1  # box edges: the far side of the last pixel
+    return {"masks": masks, "labels": torch.arange(n) % (num_classes - 1) + 1, "ignore": torch.zeros(size, size),
+            "boxes": boxes / size}
 
 
 def _perfect_output(targets: list[dict], steps: int, num_classes: int = 4) -> RSISOutput:
@@ -16,12 +20,14 @@ def _perfect_output(targets: list[dict], steps: int, num_classes: int = 4) -> RS
     masks = torch.full((len(targets), steps, size, size), -30.0)
     classes = torch.zeros(len(targets), steps, num_classes)
     stops = torch.full((len(targets), steps), -30.0)
+    boxes = torch.tensor([0.0, 0.0, 0.5, 0.5]).repeat(len(targets), steps, 1)
     for b, t in enumerate(targets):
         n = t["masks"].shape[0]
         masks[b, :n] = (t["masks"] * 2 - 1) * 30.0
         classes[b, torch.arange(n), t["labels"]] = 30.0
         stops[b, :n] = 30.0
-    return RSISOutput(masks, classes, stops)
+        boxes[b, :n] = t["boxes"]
+    return RSISOutput(masks, classes, stops, boxes)
 
 
 def test_perfect_prediction_has_near_zero_loss():
@@ -34,19 +40,22 @@ def test_perfect_prediction_has_near_zero_loss():
 def test_wrong_prediction_has_positive_loss_in_every_term():
     targets = [_target(2)]
     output = _perfect_output(targets, steps=4)
-    wrong = RSISOutput(torch.full_like(output.mask_logits, -30.0), output.class_logits.roll(1, dims=-1), -output.stop_logits)
+    wrong = RSISOutput(torch.full_like(output.mask_logits, -30.0), output.class_logits.roll(1, dims=-1),
+                       -output.stop_logits, output.boxes.flip(1))
     losses = RSISCriterion()(wrong, targets)
     assert losses["mask"].item() > 0.9
     assert losses["cls"].item() > 10
     assert losses["stop"].item() > 10
+    assert losses["box"].item() > 0.5  # the two boxes swapped: disjoint, so GIoU loss > 1 plus L1
 
 
 def test_loss_is_permutation_invariant_over_steps():
     targets = [_target(3)]
     output = _perfect_output(targets, steps=4)
     shuffled = RSISOutput(output.mask_logits[:, [2, 0, 1, 3]], output.class_logits[:, [2, 0, 1, 3]],
-                          output.stop_logits)
-    assert RSISCriterion()(shuffled, targets)["mask"].item() < 1e-4
+                          output.stop_logits, output.boxes[:, [2, 0, 1, 3]])
+    losses = RSISCriterion()(shuffled, targets)
+    assert losses["mask"].item() < 1e-4 and losses["cls"].item() < 1e-4 and losses["box"].item() < 1e-4
 
 
 def test_stop_targets_end_after_last_object():
@@ -63,7 +72,7 @@ def test_gradient_flows_and_weights_apply():
     output = _perfect_output(targets, steps=3)
     mask_logits = (output.mask_logits * 0.01).requires_grad_()
     losses = RSISCriterion()(output._replace(mask_logits=mask_logits), targets)
-    total = weighted_total(losses, {"mask": 2.0, "cls": 0.0, "stop": 0.0})
+    total = weighted_total(losses, {"mask": 2.0, "cls": 0.0, "stop": 0.0, "box": 0.0})
     total.backward()
     assert torch.isclose(total, 2 * losses["mask"])
     assert mask_logits.grad.abs().sum() > 0

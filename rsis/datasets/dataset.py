@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from rsis.config import AugmentConfig
 from rsis.datasets.coco_format import annotation_file, decode_mask
 from rsis.io import read_json
 
@@ -20,14 +21,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def build_transform(image_size: int) -> v2.Compose:
-    """The shared transform pipeline: resize image and masks jointly, scale and normalise.
-
-    Masks are tv_tensors.Mask, so v2 resizes them with nearest-neighbour interpolation.
+def build_transform(image_size: tuple[int, int], augment: AugmentConfig | None = None) -> v2.Compose:
+    """The shared transform pipeline: resize, (augment,) scale and normalise, jointly on the image
+    (tv_tensors.Image), the instance masks (tv_tensors.Mask: nearest-neighbour) and the boxes
+    (tv_tensors.BoundingBoxes). ``augment`` (train split only): horizontal flip and a random affine
+    (rotation, translation, shear, zoom) as in the paper.
     """
+    steps: list[v2.Transform] = []
+    if augment is not None and augment.enabled:
+        steps += [
+            v2.RandomHorizontalFlip(p=augment.hflip),
+            v2.RandomAffine(degrees=augment.rotation, translate=(augment.translate, augment.translate),
+                            scale=tuple(augment.scale), shear=augment.shear),
+        ]
     return v2.Compose([
-        v2.ToImage(),
-        v2.Resize((image_size, image_size), antialias=True),
+        v2.Resize(image_size, antialias=True),  # first: augmenting small images is cheap
+        *steps,
+        v2.ClampBoundingBoxes(),
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.float32, "others": None}, scale=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
@@ -36,12 +46,15 @@ def build_transform(image_size: int) -> v2.Compose:
 class InstanceDataset(Dataset):
     """Images and instances of one converted split.
 
-    Item: ``(image [3, S, S] float, target)`` where target is a dict with
-    ``masks [N, S, S] float`` (sorted large-to-small, at most ``max_objects``), ``labels [N] long``,
-    ``ignore [S, S] float`` (1 = ignored pixel), ``image_id`` int and ``orig_size`` (H, W).
+    Item: ``(image [3, H, W] float, target)`` (H, W = ``image_size``) where target is a dict with
+    ``masks [N, H, W] float`` (sorted large-to-small after augmentation, at most ``max_objects``),
+    ``labels [N] long``, ``boxes [N, 4] float`` (x0, y0, x1, y1 as fractions of the side, in [0, 1]),
+    ``ignore [H, W] float`` (1 = ignored pixel), ``image_id`` int and ``orig_size`` (H, W).
+    Instances that augmentation pushes out of the image are dropped.
     """
 
-    def __init__(self, root: str | Path, split: str, image_size: int, max_objects: int | None = None) -> None:
+    def __init__(self, root: str | Path, split: str, image_size: int | tuple[int, int], max_objects: int | None = None,
+                 augment: AugmentConfig | None = None) -> None:
         self.root = Path(root)
         self.split = split
         path = annotation_file(root, split)
@@ -58,7 +71,10 @@ class InstanceDataset(Dataset):
         for ann in annotations:
             self.annotations[ann["image_id"]].append(ann)
         self.max_objects = max_objects
-        self.transform = build_transform(image_size)
+        image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.image_size = image_size  # (height, width) of the network input
+        self.box_scale = torch.tensor([image_size[1], image_size[0]] * 2, dtype=torch.float32)
+        self.transform = build_transform(image_size, augment)
 
     @property
     def num_classes(self) -> int:
@@ -73,21 +89,28 @@ class InstanceDataset(Dataset):
         image = np.array(Image.open(self.root / info["file_name"]).convert("RGB"))  # [H, W, 3]
         h, w = info["height"], info["width"]
         anns = self.annotations.get(info["id"], [])
-        instances = sorted((a for a in anns if not a["iscrowd"]), key=lambda a: -a["area"])
-        if self.max_objects is not None:
-            instances = instances[: self.max_objects]
+        instances = [a for a in anns if not a["iscrowd"]]
         masks = np.zeros((len(instances) + 1, h, w), dtype=np.uint8)  # last plane: ignore region
         for k, ann in enumerate(instances):
             masks[k] = decode_mask(ann["segmentation"])
         for ann in anns:
             if ann["iscrowd"]:
                 masks[-1] |= decode_mask(ann["segmentation"])
-        image_t, masks_t = self.transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
-                                          tv_tensors.Mask(torch.from_numpy(masks)))
+        boxes = torch.tensor([a["bbox"] for a in instances], dtype=torch.float32).reshape(-1, 4)  # [N, 4] xywh
+        boxes[:, 2:] += boxes[:, :2]  # [N, 4] xyxy
+        image_t, masks_t, boxes_t = self.transform(
+            tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)), tv_tensors.Mask(torch.from_numpy(masks)),
+            tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)))
+        masks_t = masks_t.as_subclass(torch.Tensor)
+        areas = masks_t[:-1].sum((1, 2))  # [N] after augmentation and resizing
+        order = [k for k in torch.argsort(areas, descending=True, stable=True).tolist() if areas[k] > 0]
+        order = order[: self.max_objects] if self.max_objects is not None else order
+        keep = torch.tensor(order, dtype=torch.long)
         target = {
-            "masks": masks_t[:-1].as_subclass(torch.Tensor),  # [N, S, S]
-            "labels": torch.tensor([a["category_id"] for a in instances], dtype=torch.long),  # [N]
-            "ignore": masks_t[-1].as_subclass(torch.Tensor),  # [S, S]
+            "masks": masks_t[:-1][keep],  # [N, H, W]
+            "labels": torch.tensor([instances[k]["category_id"] for k in order], dtype=torch.long),  # [N]
+            "boxes": boxes_t.as_subclass(torch.Tensor)[keep] / self.box_scale,  # [N, 4] xyxy in [0, 1]
+            "ignore": masks_t[-1],  # [H, W]
             "image_id": info["id"],
             "orig_size": (h, w),
         }

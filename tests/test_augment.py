@@ -1,0 +1,42 @@
+"""Augmentation moves image, masks and boxes together; ground truth stays sorted large-to-small."""
+
+import torch
+from torchvision.ops import masks_to_boxes
+
+from conftest import augment_cfg
+from rsis.datasets.convert import convert
+from rsis.datasets.dataset import InstanceDataset
+
+
+def test_horizontal_flip_flips_everything(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    plain = InstanceDataset(tiny_paths.data, "train", 32, 10)
+    flip_only = augment_cfg(enabled=True, hflip=1.0, rotation=0.0, translate=0.0, shear=0.0, scale=(1.0, 1.0))
+    flipped = InstanceDataset(tiny_paths.data, "train", 32, 10, augment=flip_only)
+    for index in range(4):
+        (image, target), (image_f, target_f) = plain[index], flipped[index]
+        assert torch.allclose(image.flip(-1), image_f, atol=1e-5)
+        assert torch.equal(target["masks"].flip(-1), target_f["masks"])
+        assert torch.equal(target["labels"], target_f["labels"])
+        x0, y0, x1, y1 = target["boxes"].unbind(-1)
+        assert torch.allclose(torch.stack([1 - x1, y0, 1 - x0, y1], -1), target_f["boxes"], atol=1e-5)
+
+
+def test_affine_keeps_masks_inside_boxes_and_sorted(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    dataset = InstanceDataset(tiny_paths.data, "train", 64, 3, augment=augment_cfg(enabled=True))
+    torch.manual_seed(0)
+    changed = 0
+    for index in range(len(dataset)):
+        image, target = dataset[index]
+        masks, boxes = target["masks"], target["boxes"] * 64
+        assert masks.shape[0] == boxes.shape[0] == target["labels"].shape[0] <= 3
+        areas = masks.sum((1, 2))
+        assert (areas > 0).all() and (areas[:-1] >= areas[1:]).all()
+        if len(masks):
+            tight = masks_to_boxes(masks)  # [N, 4] pixel indices
+            slack = 0.2 * 64  # the affine-transformed box encloses the rotated original box
+            assert (tight[:, :2] >= boxes[:, :2] - 1.5).all() and (tight[:, 2:] + 1 <= boxes[:, 2:] + 1.5).all()
+            assert ((boxes[:, :2] - tight[:, :2]).abs() < slack).all()
+        changed += not torch.equal(image, InstanceDataset(tiny_paths.data, "train", 64, 3)[index][0])
+    assert changed == len(dataset)

@@ -1,0 +1,80 @@
+"""Pretrained encoder weights (a local state_dict, torchvision's cache, a clear error without it)
+and the paper's presets as params overlays."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torchvision
+import yaml
+
+from conftest import REPO
+from rsis.config import ConfigError, load_section
+from rsis.model import RSIS
+
+
+def _cfg(tiny_model_cfg, pretrained):
+    return dataclasses.replace(tiny_model_cfg, pretrained=pretrained)
+
+
+def test_state_dict_file_is_loaded_into_the_encoder(tmp_path, tiny_model_cfg):
+    source = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pt"
+    torch.save(source.state_dict(), path)
+    model = RSIS(_cfg(tiny_model_cfg, str(path)), num_classes=3)
+    assert torch.equal(model.encoder.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    assert torch.equal(model.encoder.stem[0].weight, source.conv1.weight)
+
+
+def test_wrong_state_dict_is_refused(tmp_path, tiny_model_cfg):
+    path = tmp_path / "resnet50.pt"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    with pytest.raises(Exception, match="resnet18"):
+        RSIS(_cfg(tiny_model_cfg, str(path)), num_classes=3)
+
+
+def test_imagenet_reads_the_torch_cache(tmp_path, monkeypatch, tiny_model_cfg):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    cached = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    with pytest.raises(FileNotFoundError) as missing:
+        RSIS(_cfg(tiny_model_cfg, "imagenet"), num_classes=3)
+    assert str(cached) in str(missing.value) and weights.url in str(missing.value)
+    cached.parent.mkdir(parents=True)
+    source = torchvision.models.resnet18(weights=None)  # stands in for the real file, which is not offline
+    torch.save(source.state_dict(), cached)
+    model = RSIS(_cfg(tiny_model_cfg, "imagenet"), num_classes=3)
+    assert torch.equal(model.encoder.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+
+
+def test_missing_state_dict_path_names_it(tiny_model_cfg):
+    with pytest.raises(FileNotFoundError, match="no/such/file.pt"):
+        RSIS(_cfg(tiny_model_cfg, "no/such/file.pt"), num_classes=3)
+
+
+@pytest.mark.parametrize("preset,size,steps,batch,curriculum", [
+    ("pascal", (256, 256), 10, 28, False),
+    ("cvppp", (400, 400), 20, 20, True),
+    ("cityscapes", (256, 512), 20, 32, True),
+])
+def test_presets_overlay_params(tmp_path, preset, size, steps, batch, curriculum):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["preset"] = preset
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "presets").symlink_to(REPO / "presets")
+    model, train = load_section("model", tmp_path / "params.yaml"), load_section("train", tmp_path / "params.yaml")
+    assert model.input_size == size and model.max_steps == steps and model.backbone == "resnet101"
+    assert train.batch_size == batch and train.schedule.curriculum == curriculum and train.augment.enabled
+    assert train.epochs == params["train"]["epochs"]  # keys the preset does not set come from params.yaml
+    assert load_section("evaluate", tmp_path / "params.yaml") == load_section("evaluate", REPO / "params.yaml")
+
+
+def test_unknown_preset_lists_the_available_ones(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["preset"] = "voc"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "presets").symlink_to(REPO / "presets")
+    with pytest.raises(ConfigError, match=r"unknown preset 'voc'.*pascal"):
+        load_section("train", tmp_path / "params.yaml")
