@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rsis.criterion import RSISCriterion, weighted_total
-from rsis.model import RSIS
+from rsis.model import RSISOutput
 
 
 def steps_for(targets: list[dict], max_steps: int) -> int:
@@ -22,43 +24,69 @@ def to_device(targets: list[dict], device: torch.device) -> list[dict]:
     return [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in targets]
 
 
-def train_one_epoch(model: RSIS, criterion: RSISCriterion, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    device: torch.device, weights: dict[str, float], epoch: int) -> dict[str, float]:
-    """Train for one epoch; returns the image-weighted mean of each loss term and the total."""
+def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``amp``; a no-op elsewhere."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_images(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    if channels_last and device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _float(outputs: RSISOutput) -> RSISOutput:
+    """Losses and matching in float32 whatever the autocast dtype."""
+    return RSISOutput(*(t.float() for t in outputs))
+
+
+def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    device: torch.device, weights: dict[str, float], epoch: int, steps: int, amp: bool = False,
+                    channels_last: bool = False, show_progress: bool = True) -> dict[str, float]:
+    """Train for one epoch unrolling at most ``steps`` decoder steps; returns the image-weighted mean
+    of each loss term and the weighted total (this process's share of the data under DDP)."""
     model.train()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
-    progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False)
+    progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=not show_progress)
     for images, targets in progress:
-        images, targets = images.to(device, non_blocking=True), to_device(targets, device)
-        outputs = model(images, steps=steps_for(targets, model.max_steps))
-        losses = criterion(outputs, targets)
+        images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
+        with autocast(device, amp):
+            outputs = model(images, steps=steps_for(targets, steps))
+        losses = criterion(_float(outputs), targets)
         total = weighted_total(losses, weights)
-        if not math.isfinite(total.item()):
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch}: "
-                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        values = {k: float(v.detach()) for k, v in losses.items()}  # one host sync per batch, for logging
+        total_value = float(total.detach())
+        if not math.isfinite(total_value):
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {values}")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
         n = images.shape[0]
         seen += n
-        for k, v in losses.items():
-            sums[k] += float(v) * n
-        sums["total"] += float(total) * n
+        for k, v in values.items():
+            sums[k] += v * n
+        sums["total"] += total_value * n
         progress.set_postfix(loss=f"{sums['total'] / seen:.3f}")
     return {k: v / seen for k, v in sums.items()}
 
 
 @torch.no_grad()
-def validation_loss(model: RSIS, criterion: RSISCriterion, loader: DataLoader, device: torch.device,
-                    weights: dict[str, float]) -> dict[str, float]:
-    """Mean loss terms over a split, with the model unrolled to its full max_steps."""
+def validation_loss(model: nn.Module, criterion: RSISCriterion, loader: DataLoader, device: torch.device,
+                    weights: dict[str, float], steps: int | None = None, amp: bool = False,
+                    channels_last: bool = False) -> dict[str, float]:
+    """Mean loss terms over a split, with the model unrolled ``steps`` steps (default: max_steps)."""
     model.eval()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     for images, targets in tqdm(loader, desc="validate", unit="batch", leave=False):
-        images, targets = images.to(device), to_device(targets, device)
-        losses = criterion(model(images), targets)
+        images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
+        with autocast(device, amp):
+            outputs = model(images, steps=steps)
+        losses = criterion(_float(outputs), targets)
         n = images.shape[0]
         seen += n
         for k, v in losses.items():

@@ -1,23 +1,35 @@
-"""The train stage's work as a function: data, model, optimiser, epochs, checkpoints, history.
+"""The train stage's work as a function: data, model, optimiser, the staged schedule, epochs,
+checkpoints (every epoch, atomic), resume after a crash, and DDP when launched by torchrun.
 
 ``fit`` returns its final metrics and takes a ``log_epoch`` callback, so it runs the same way
 from the stage script (which logs to MLflow) and from tests (which do not).
+
+Determinism and resume: the shuffling order and the augmentation randomness of epoch e are
+functions of (seed, e) alone, and ``last.pt`` holds everything else that changes (weights,
+optimiser, schedule state, history). A run killed at any point and started again with the same
+config continues after the last completed epoch and ends with the same weights as a run that
+was never interrupted (on CPU).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
-from rsis.checkpoint import save_checkpoint
+from rsis import distributed, schedule
+from rsis.checkpoint import load_checkpoint, save_checkpoint
 from rsis.config import ModelConfig, PathsConfig, TrainConfig, to_dict
 from rsis.criterion import RSISCriterion
+from rsis.datasets.coco_format import annotation_file
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.engine import train_one_epoch, validation_loss
 from rsis.io import atomic_path
@@ -25,6 +37,7 @@ from rsis.model import RSIS
 from rsis.runtime import git_revision, seed_everything, select_device
 
 HISTORY_FILE = "train_history.csv"
+LAST, BEST = "last.pt", "best.pt"
 
 
 @dataclass(frozen=True)
@@ -34,68 +47,151 @@ class TrainResult:
     history: pd.DataFrame  # one row per epoch
     seconds: float
     device: str
+    resumed_from: int | None  # the epoch last.pt had completed when training resumed, else None
 
 
-def build_loaders(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
-                  generator: torch.Generator) -> tuple[DataLoader, DataLoader, int]:
-    train_set = InstanceDataset(paths.data, "train", model_cfg.image_size, cfg.max_objects)
-    val_set = InstanceDataset(paths.data, "val", model_cfg.image_size, cfg.max_objects)
-    common = {"batch_size": cfg.batch_size, "collate_fn": collate, "num_workers": cfg.num_workers,
-              "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.num_workers > 0}
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, generator=generator, **common)
-    val_loader = DataLoader(val_set, shuffle=False, **common)
-    return train_loader, val_loader, train_set.num_classes
+def build_loaders(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig, dist: distributed.DistInfo
+                  ) -> tuple[DataLoader, DataLoader, DistributedSampler]:
+    """The train loader gives each process batch_size / world_size images per step; together the
+    processes see the same global batches, in the same order, as one process would."""
+    train_set = InstanceDataset(paths.data, "train", model_cfg.input_size, cfg.max_objects, augment=cfg.augment)
+    val_set = InstanceDataset(paths.data, "val", model_cfg.input_size, cfg.max_objects)
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(f"{annotation_file(paths.data, 'train')}: {len(train_set)} training images, fewer than "
+                         f"train.batch_size = {cfg.batch_size}")
+    sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    common = {"collate_fn": collate, "num_workers": cfg.num_workers, "pin_memory": torch.cuda.is_available(),
+              "persistent_workers": cfg.num_workers > 0}
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size // dist.world_size, sampler=sampler,
+                              drop_last=True, **common)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **common)
+    return train_loader, val_loader, sampler
 
 
 def build_optimizer(model: RSIS, cfg: TrainConfig) -> torch.optim.Adam:
-    """Adam with the paper's two learning rates: encoder vs. everything else."""
+    """Adam with the paper's two learning rates: encoder (group 0) vs. everything else (group 1)."""
     return torch.optim.Adam([
         {"params": model.encoder.parameters(), "lr": cfg.lr_encoder},
         {"params": model.decoder_parameters(), "lr": cfg.lr_decoder},
     ], weight_decay=cfg.weight_decay)
 
 
+def run_fingerprint(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """What must match for last.pt to be resumed: the configs, the process count and the data."""
+    train = {k: v for k, v in to_dict(cfg).items() if k not in ("resume", "num_workers", "launcher")}
+    digest = hashlib.sha256()
+    for split in ("train", "val"):
+        digest.update(annotation_file(paths.data, split).read_bytes())
+    return {"model": to_dict(model_cfg), "train": train, "world_size": world_size, "data": digest.hexdigest()}
+
+
+def _resume_state(path: Path, fingerprint: dict[str, Any], cfg: TrainConfig) -> dict[str, Any] | None:
+    if not cfg.resume or not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    if state.get("fingerprint") != fingerprint:
+        print(f"{path} was written by a different config or dataset: training from scratch", flush=True)
+        return None
+    return state
+
+
 def fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         log_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train, validating every epoch; write best.pt/last.pt under paths.models and the history CSV
-    under paths.metrics."""
+    """Train, validating every epoch; write best.pt/last.pt under paths.models (rank 0) and the
+    history CSV under paths.metrics. Resumes from last.pt when ``cfg.resume`` and it matches."""
     start = time.perf_counter()
-    generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
-    train_loader, val_loader, num_classes = build_loaders(paths, model_cfg, cfg, generator)
-    model = RSIS(model_cfg, num_classes).to(device)
-    criterion = RSISCriterion()
-    optimizer = build_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_decay_epochs), gamma=0.1)
-    weights = {"mask": cfg.loss_weights.mask, "cls": cfg.loss_weights.cls, "stop": cfg.loss_weights.stop}
-    meta = {"model_config": to_dict(model_cfg), "train_config": to_dict(cfg), "num_classes": num_classes,
-            "categories": [c["name"] for c in train_loader.dataset.categories], "git_revision": git_revision()}
+    dist = distributed.setup(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    try:
+        return _fit(paths, model_cfg, cfg, log_epoch, device, dist, start)
+    finally:
+        distributed.teardown(dist)
 
+
+def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
+         log_epoch: Callable[[int, dict[str, float]], None] | None, device: torch.device,
+         dist: distributed.DistInfo, start: float) -> TrainResult:
+    seed_everything(cfg.seed)
+    train_loader, val_loader, sampler = build_loaders(paths, model_cfg, cfg, dist)
+    num_classes = train_loader.dataset.num_classes
+    net = RSIS(model_cfg, num_classes).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(net, cfg)
+    criterion = RSISCriterion()
+    base_weights = to_dict(cfg.loss_weights)
+    fingerprint = run_fingerprint(paths, model_cfg, cfg, dist.world_size)
+    meta = {"model_config": to_dict(model_cfg), "train_config": to_dict(cfg), "num_classes": num_classes,
+            "categories": [c["name"] for c in train_loader.dataset.categories], "git_revision": git_revision(),
+            "fingerprint": fingerprint}
     models_dir = Path(paths.models)
-    rows = []
-    best_loss, best_epoch = float("inf"), -1
-    for epoch in range(cfg.epochs):
+
+    state = schedule.initial_state(cfg.schedule, model_cfg.max_steps)
+    rows: list[dict[str, Any]] = []
+    best_epoch, best_loss = -1, float("inf")
+    resumed = _resume_state(models_dir / LAST, fingerprint, cfg)
+    if resumed is not None:
+        net.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        state = schedule.ScheduleState.from_dict(resumed["schedule"])
+        rows, best_epoch, best_loss = list(resumed["history"]), resumed["best_epoch"], resumed["best_val_loss"]
+        if dist.is_main:
+            print(f"resuming after epoch {resumed['epoch']} ({state.phase})", flush=True)
+
+    model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.enabled else net
+    for epoch in range(state.epoch, cfg.epochs):
         epoch_start = time.perf_counter()
-        train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch)
-        val = validation_loss(model, criterion, val_loader, device, weights)
-        scheduler.step()
+        weights = schedule.loss_weights(state, base_weights)
+        lr_encoder, lr_decoder = schedule.learning_rates(epoch, cfg.lr_encoder, cfg.lr_decoder, cfg.lr_decay_epochs,
+                                                         state.encoder_on)
+        optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = lr_encoder, lr_decoder
+        sampler.set_epoch(epoch)  # the shuffle of epoch e depends on (seed, e) only
+        torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + dist.rank)  # augmentation randomness likewise
+        train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch, state.steps,
+                                amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main)
+        val = None
+        if dist.is_main:
+            val = validation_loss(net, criterion, val_loader, device, weights, steps=state.steps, amp=cfg.amp,
+                                  channels_last=cfg.channels_last)
+        val = distributed.broadcast_from_main(dist, val)
+
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
-               **{f"val_{k}": v for k, v in val.items()},
-               "lr_decoder": optimizer.param_groups[1]["lr"], "epoch_seconds": time.perf_counter() - epoch_start}
+               **{f"val_{k}": v for k, v in val.items()}, "lr_encoder": lr_encoder, "lr_decoder": lr_decoder,
+               "steps": state.steps, "class_on": int(state.class_on), "stop_on": int(state.stop_on),
+               "encoder_on": int(state.encoder_on), "epoch_seconds": time.perf_counter() - epoch_start}
         rows.append(row)
-        state = {"model": model.state_dict(), "epoch": epoch, "val_loss": val["total"], **meta}
-        save_checkpoint(models_dir / "last.pt", state)
-        if val["total"] < best_loss:
-            best_loss, best_epoch = val["total"], epoch
-            save_checkpoint(models_dir / "best.pt", state)
-        if log_epoch is not None:
-            log_epoch(epoch, row)
-        print(f"epoch {epoch}: train {train['total']:.4f} val {val['total']:.4f} "
-              f"(mask {val['mask']:.3f} cls {val['cls']:.3f} stop {val['stop']:.3f}) "
-              f"{row['epoch_seconds']:.0f}s", flush=True)
+        improved = val["total"] < state.best_loss  # best within the current phase of the schedule
+        if improved:
+            best_epoch, best_loss = epoch, val["total"]
+        state, transition = schedule.advance(state, val["total"], cfg.schedule, model_cfg.max_steps)
+
+        if dist.is_main:
+            snapshot = {"model": net.state_dict(), "epoch": epoch, "val_loss": val["total"], **meta}
+            if improved:
+                save_checkpoint(models_dir / BEST, snapshot)
+        if transition.reload_best:  # before last.pt is written, so a resumed run sees the reloaded weights
+            distributed.barrier(dist)
+            net.load_state_dict(load_checkpoint(models_dir / BEST, map_location=device)["model"])
+        if dist.is_main:
+            save_checkpoint(models_dir / LAST, {"model": net.state_dict(), "epoch": epoch, "val_loss": val["total"],
+                                                **meta, "optimizer": optimizer.state_dict(),
+                                                "schedule": state.to_dict(), "history": rows,
+                                                "best_epoch": best_epoch, "best_val_loss": best_loss})
+            if log_epoch is not None:
+                log_epoch(epoch, row)
+            print(f"epoch {epoch}: train {train['total']:.4f} val {val['total']:.4f} "
+                  f"(mask {val['mask']:.3f} cls {val['cls']:.3f} stop {val['stop']:.3f} box {val['box']:.3f}) "
+                  f"{row['epoch_seconds']:.0f}s" + (f"  [{'; '.join(transition.events)}]" if transition.events else ""),
+                  flush=True)
 
     history = pd.DataFrame(rows)
-    with atomic_path(Path(paths.metrics) / HISTORY_FILE) as tmp:
-        history.to_csv(tmp, index=False, float_format="%.6g")
+    if dist.is_main:
+        with atomic_path(Path(paths.metrics) / HISTORY_FILE) as tmp:
+            history.to_csv(tmp, index=False, float_format="%.6g")
     return TrainResult(best_epoch=best_epoch, best_val_loss=best_loss, history=history,
-                       seconds=time.perf_counter() - start, device=str(device))
+                       seconds=time.perf_counter() - start, device=str(device),
+                       resumed_from=None if resumed is None else int(resumed["epoch"]))

@@ -1,7 +1,12 @@
-"""Stage train: fit RSIS on the converted train split, validating on val every epoch."""
+"""Stage train: fit RSIS on the converted train split, validating on val every epoch.
+
+With ``train.launcher: torchrun`` the stage starts itself again under torchrun (DDP over
+``train.nproc_per_node`` processes); under torchrun only rank 0 tracks, logs and writes files.
+"""
 
 from pathlib import Path
 
+from rsis import distributed
 from rsis.config import load_section, to_dict
 from rsis.io import write_json
 from rsis.runtime import run_stage
@@ -11,6 +16,11 @@ from rsis.training import HISTORY_FILE, fit
 
 def main() -> None:
     paths, model, train = load_section("paths"), load_section("model"), load_section("train")
+    if train.launcher == "torchrun" and not distributed.launched_by_torchrun():
+        raise SystemExit(distributed.relaunch_with_torchrun(__file__, train.nproc_per_node))
+    if not distributed.is_main_process():
+        fit(paths, model, train)
+        return
     with stage_run("train", {"model": to_dict(model), "train": to_dict(train)}) as run:
         result = fit(paths, model, train, log_epoch=lambda epoch, row: run.log_metrics(row, step=epoch))
         last = result.history.iloc[-1]

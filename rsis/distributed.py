@@ -1,0 +1,81 @@
+"""torch.distributed plumbing for DDP training launched by torchrun.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK in every process; without them training runs as a
+single process (world size 1). Multi-node runs are launched by the user with their own
+``torchrun --nnodes ...`` command around ``stages/train.py``; single-node runs can let the train
+stage start torchrun itself (``train.launcher: torchrun``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def setup(device_type: str) -> DistInfo:
+    """Join the process group when launched by torchrun (NCCL on CUDA, gloo on CPU)."""
+    if not launched_by_torchrun():
+        return DistInfo(rank=0, world_size=1, local_rank=0)
+    info = DistInfo(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                    local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    if info.enabled and not dist.is_initialized():
+        if device_type == "cuda":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return info
+
+
+def teardown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def broadcast_from_main(info: DistInfo, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (any picklable object)."""
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def relaunch_with_torchrun(script: str, nproc_per_node: int) -> int:
+    """Run ``script`` again under ``torchrun --standalone``; return its exit status."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}", script]
+    print("launching:", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, check=False).returncode
+
+
+def is_main_process() -> bool:
+    """Rank 0, or a process not launched by torchrun (before any process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
