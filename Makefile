@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv repro test test-fast ui clean
+.PHONY: venv repro test test-fast bench ui clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	python bench/bench.py
 
 ui: $(STAMP)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
