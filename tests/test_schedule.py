@@ -56,13 +56,14 @@ def test_min_delta_counts_tiny_improvements_as_no_improvement():
 
 def test_curriculum_grows_steps_on_plateaus_and_gates_the_stop_loss():
     cfg = schedule_cfg(curriculum=True, start_steps=2, steps_cl=2, min_steps=5, patience=1)
-    states, events = _run(cfg, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], max_steps=7)
-    assert [s.steps for s in states] == [2, 2, 4, 4, 6, 6, 7]
+    states, events = _run(cfg, [1.0] * 10, max_steps=7)
+    assert [s.steps for s in states] == [2, 2, 4, 4, 6, 6, 7, 7, 7, 7, 7]  # capped at max_steps
     # stop_loss_from = 0 but the stop loss waits until more than min_steps = 5 steps unroll
-    assert [s.stop_on for s in states] == [False, False, False, False, True, True, True]
+    assert [s.stop_on for s in states] == [False] * 4 + [True] * 7
     assert events[1] == ("steps 2 -> 4 (plateau)",)
     assert events[3] == ("steps 4 -> 6 (plateau)", "stop loss on")
     assert events[5] == ("steps 6 -> 7 (plateau)",)
+    assert all(e == () for e in events[6:])  # nothing left to switch on: plateaus change nothing
 
 
 def test_encoder_on_plateau_comes_first():
