@@ -36,9 +36,11 @@ class ConfigError(ValueError):
 class PathsConfig:
     """Every path the pipeline reads or writes, written once (dvc.yaml reuses them)."""
 
+    raw: str  # downloaded or user-supplied archives (<raw>/archives) and what they unpack to
     data: str  # converted dataset: <data>/<split>.json + <data>/<split>/*.png
     models: str  # checkpoints: best.pt, last.pt
     predictions: str  # per-step predictions of the test split (JSON)
+    instance_maps: str  # per test image, the predicted instance label map (PNG, CVPPP submission format)
     metrics: str  # metric JSON files and the training history
     figures: str  # PNG figures
 
@@ -76,10 +78,85 @@ class ShapesConfig:
 
 
 @dataclass(frozen=True)
+class LeavesConfig:
+    """The synthetic leaf dataset (see rsis.datasets.leaves), a stand-in for CVPPP A1."""
+
+    image_size: int
+    min_leaves: int
+    max_leaves: int
+    min_length: float  # leaf length as a fraction of the image side
+    max_length: float
+    width_ratio: float  # leaf width / length
+    min_visible_pixels: int
+    noise: float
+    train: int
+    val: int
+    test: int
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "image_size", "min_leaves", "max_leaves", "min_length", "max_length", "width_ratio",
+                        "min_visible_pixels", "train", "val", "test")
+        if self.min_leaves > self.max_leaves or self.min_length > self.max_length:
+            raise ConfigError("data.leaves: min_leaves/min_length must be <= max_leaves/max_length")
+        if self.max_length > 0.5:
+            raise ConfigError(f"data.leaves.max_length must be <= 0.5 (leaves grow from near the centre), "
+                              f"got {self.max_length}")
+        if not 0.0 <= self.noise <= 1.0:
+            raise ConfigError(f"data.leaves.noise must be in [0, 1], got {self.noise}")
+
+
+@dataclass(frozen=True)
+class CvpppConfig:
+    """CVPPP LSC A1 (see rsis.datasets.cvppp): archives the user downloaded after registering."""
+
+    archive: str  # .h5 (2017) or .zip/.tar holding A1/plantNNN_{rgb,label}.png (2014) or the .h5
+    test_archive: str | None  # optional unlabelled test images -> split "challenge"
+    val_count: int  # labelled plants held out for validation (the authors: 32 of 128)
+
+    def __post_init__(self) -> None:
+        if self.val_count <= 0:
+            raise ConfigError(f"data.cvppp.val_count must be > 0, got {self.val_count}")
+
+
+@dataclass(frozen=True)
+class CocoSplit:
+    json: str  # COCO instances JSON
+    images: str  # folder the JSON's file_name entries are relative to
+
+
+@dataclass(frozen=True)
+class CocoConfig:
+    """A user's own COCO-format dataset (see rsis.datasets.coco_json)."""
+
+    train: CocoSplit
+    val: CocoSplit
+    test: CocoSplit
+
+
+@dataclass(frozen=True)
+class VocConfig:
+    """Pascal VOC 2012 + SBD (see rsis.datasets.voc): where to download them and the val share."""
+
+    voc_url: str
+    voc_md5: str
+    sbd_url: str
+    sbd_md5: str
+    val_fraction: float  # share of the training pool held out for validation
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.voc.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["shapes"]
+    dataset: Literal["shapes", "leaves", "voc", "cvppp", "coco"]
     seed: int
     shapes: ShapesConfig
+    leaves: LeavesConfig
+    voc: VocConfig
+    cvppp: CvpppConfig
+    coco: CocoConfig
 
 
 @dataclass(frozen=True)
@@ -367,7 +444,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def _check_positive(obj: Any, *names: str) -> None:
-    section = {PathsConfig: "paths", ShapesConfig: "data.shapes", ModelConfig: "model", TrainConfig: "train",
+    section = {PathsConfig: "paths", ShapesConfig: "data.shapes", LeavesConfig: "data.leaves", ModelConfig: "model", TrainConfig: "train",
                EvaluateConfig: "evaluate", AnalyzeConfig: "analyze", ScheduleConfig: "train.schedule"}.get(type(obj), type(obj).__name__)
     for name in names:
         if getattr(obj, name) <= 0:

@@ -12,7 +12,7 @@ from rsis.tracking import stage_run
 def main() -> None:
     paths, data = load_section("paths"), load_section("data")
     with stage_run("convert", {"data": to_dict(data)}) as run:
-        stats = convert(data, paths.data)
+        stats = convert(data, paths.data, paths.raw)
         write_json(Path(paths.metrics) / "convert.json", stats)
         run.log_metrics(stats)
     print(f"converted {data.dataset} into {paths.data}: {stats}")

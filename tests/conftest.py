@@ -7,10 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from rsis.config import (AugmentConfig, DataConfig, EvaluateConfig, LossWeights, ModelConfig, PathsConfig,
-                         ScheduleConfig, ShapesConfig, TrainConfig)
+from rsis.config import (AugmentConfig, CocoConfig, CocoSplit, CvpppConfig, DataConfig, EvaluateConfig, LeavesConfig, LossWeights,
+                         ModelConfig, PathsConfig, ScheduleConfig, ShapesConfig, TrainConfig, VocConfig)
 
 REPO = Path(__file__).resolve().parents[1]
+# Real download addresses: tests replace them with loopback URLs before anything is fetched.
+VOC = VocConfig(voc_url="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+                voc_md5="6cd6e144f989b92b3379bac3b3de84fd",
+                sbd_url="http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
+                sbd_md5="82b4d87ceb2ed10f6038a1cba92111cb", val_fraction=0.1)
+LEAVES = LeavesConfig(image_size=64, min_leaves=5, max_leaves=12, min_length=0.25, max_length=0.45, width_ratio=0.35,
+                      min_visible_pixels=15, noise=0.04, train=6, val=3, test=3)
+COCO = CocoConfig(**{s: CocoSplit(json=f"data/raw/coco/{s}.json", images=f"data/raw/coco/{s}")
+                     for s in ("train", "val", "test")})
+CVPPP = CvpppConfig(archive="data/raw/archives/CVPPP2017_training_images.h5", test_archive=None, val_count=32)
 
 
 @pytest.fixture
@@ -22,8 +32,9 @@ def shapes_cfg() -> ShapesConfig:
 
 @pytest.fixture
 def tiny_paths(tmp_path: Path) -> PathsConfig:
-    return PathsConfig(data=str(tmp_path / "data"), models=str(tmp_path / "models"),
+    return PathsConfig(raw=str(tmp_path / "raw"), data=str(tmp_path / "data"), models=str(tmp_path / "models"),
                        predictions=str(tmp_path / "outputs" / "predictions.json"),
+                       instance_maps=str(tmp_path / "outputs" / "instance_maps"),
                        metrics=str(tmp_path / "metrics"), figures=str(tmp_path / "figures"))
 
 
@@ -61,7 +72,7 @@ def eval_cfg() -> EvaluateConfig:
 
 @pytest.fixture
 def data_cfg(shapes_cfg: ShapesConfig) -> DataConfig:
-    return DataConfig(dataset="shapes", seed=3, shapes=shapes_cfg)
+    return DataConfig(dataset="shapes", seed=3, shapes=shapes_cfg, leaves=LEAVES, voc=VOC, cvppp=CVPPP, coco=COCO)
 
 
 def replace(obj, **changes):

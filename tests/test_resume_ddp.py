@@ -36,7 +36,7 @@ def _project(root: Path, **train_changes) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "presets", root / "presets")
-    convert(from_dict(DataConfig, params["data"], "data"), root / "data/shapes")
+    convert(from_dict(DataConfig, params["data"], "data"), root / "data/converted")
     return root
 
 

@@ -2,25 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from rsis.config import DataConfig
-from rsis.datasets import shapes
+from rsis.datasets import coco_json, cvppp, leaves, shapes, voc
 from rsis.datasets.coco_format import write_split
+from rsis.datasets.record import InstanceRecord
 from rsis.io import atomic_directory
 
 SPLITS = ("train", "val", "test")
+CHALLENGE = "challenge"  # unlabelled test images (CVPPP): predicted and written for submission only
 
 
-def convert(cfg: DataConfig, out_dir: str | Path) -> dict[str, dict[str, int]]:
-    """Write every split of ``cfg.dataset`` to ``out_dir`` (replaced atomically on success).
-    The params schema admits only datasets implemented here (today: ``shapes``).
+def _splits(cfg: DataConfig, raw: Path) -> tuple[tuple[str, ...], dict[str, tuple[Iterable[InstanceRecord], int]]]:
+    """The dataset's category names and, per split, its records and their count."""
+    if cfg.dataset == "shapes":
+        return cfg.shapes.classes, {s: (shapes.generate_split(cfg.shapes, cfg.seed, s), getattr(cfg.shapes, s))
+                                    for s in SPLITS}
+    if cfg.dataset == "leaves":
+        return leaves.CLASSES, {s: (leaves.generate_split(cfg.leaves, cfg.seed, s), getattr(cfg.leaves, s))
+                                for s in SPLITS}
+    if cfg.dataset == "voc":
+        ids = voc.split_ids(raw, cfg.seed, cfg.voc.val_fraction)
+        return voc.CLASSES, {s: (voc.load_records(raw, ids[s]), len(ids[s])) for s in SPLITS}
+    if cfg.dataset == "cvppp":
+        source = cvppp.find_source(raw / "cvppp")
+        names = cvppp.split_names(cvppp.plant_names(source), cfg.seed, cfg.cvppp.val_count)
+        splits = {s: (cvppp.load_records(source, names[s]), len(names[s])) for s in SPLITS}
+        if (raw / "cvppp-test").exists():
+            test_source = cvppp.find_source(raw / "cvppp-test")
+            test_names = cvppp.plant_names(test_source)
+            splits[CHALLENGE] = (cvppp.load_records(test_source, test_names, labelled=False), len(test_names))
+        return cvppp.CLASSES, splits
+    if cfg.dataset == "coco":
+        sources = {s: getattr(cfg.coco, s) for s in SPLITS}
+        cocos = {s: coco_json.load(src.json) for s, src in sources.items()}
+        classes = coco_json.category_names(cocos["train"])
+        for s, coco in cocos.items():
+            if coco_json.category_names(coco) != classes:
+                raise ValueError(f"{sources[s].json}: categories {list(coco_json.category_names(coco))} differ from "
+                                 f"the train split's {list(classes)}")
+        return classes, {s: (coco_json.load_records(cocos[s], sources[s].json, sources[s].images),
+                             len(cocos[s].getImgIds())) for s in SPLITS}
+    raise ValueError(f"data.dataset = {cfg.dataset!r}: no converter")  # the params schema prevents this
+
+
+def convert(cfg: DataConfig, out_dir: str | Path, raw: str | Path = "data/raw") -> dict[str, dict[str, int]]:
+    """Write every split of ``cfg.dataset`` to ``out_dir`` (replaced atomically on success),
+    reading downloaded datasets from ``raw`` (what the download stage unpacked).
 
     Returns per-split counts of images and instances.
     """
-    stats = {}
+    classes, splits = _splits(cfg, Path(raw))
     with atomic_directory(out_dir) as tmp:
-        for split in SPLITS:
-            records = shapes.generate_split(cfg.shapes, cfg.seed, split)
-            stats[split] = write_split(records, tmp, split, cfg.shapes.classes, total=getattr(cfg.shapes, split))
-    return stats
+        return {split: write_split(records, tmp, split, classes, total=total)
+                for split, (records, total) in splits.items()}
