@@ -29,12 +29,8 @@ def evaluate_segm(ground_truth: COCO, detections: list[dict], iou_type: str = "s
     keys = ["AP", "AP50", "AP75"] + [f"AP@{t:.1f}" for t in REPORTED_IOUS]
     if not detections:
         return dict.fromkeys(keys, 0.0)
+    evaluator = _run(ground_truth, detections, iou_type, use_cats=not class_agnostic)  # loadRes copies the dicts
     with contextlib.redirect_stdout(io.StringIO()):
-        results = ground_truth.loadRes([dict(d) for d in detections])  # loadRes adds keys in place
-        evaluator = COCOeval(ground_truth, results, iouType=iou_type)
-        evaluator.params.useCats = 0 if class_agnostic else 1
-        evaluator.evaluate()
-        evaluator.accumulate()
         evaluator.summarize()
     precision = evaluator.eval["precision"]  # [IoU, recall, class, area, maxDets]
     metrics = {"AP": float(evaluator.stats[0]), "AP50": float(evaluator.stats[1]), "AP75": float(evaluator.stats[2])}
@@ -43,3 +39,53 @@ def evaluate_segm(ground_truth: COCO, detections: list[dict], iou_type: str = "s
         p = precision[index, :, :, 0, -1]  # all classes, all areas, maxDets=100
         metrics[f"AP@{t:.1f}"] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
     return metrics
+
+
+def _run(ground_truth: COCO, detections: list[dict], iou_type: str, use_cats: bool,
+         configure=None) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = COCOeval(ground_truth, ground_truth.loadRes([dict(d) for d in detections]), iouType=iou_type)
+        evaluator.params.useCats = int(use_cats)
+        if configure is not None:
+            configure(evaluator.params)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+def per_class_ap(ground_truth: COCO, detections: list[dict], iou: float = 0.5) -> dict[str, float]:
+    """Segm AP at one IoU threshold per category name (0 for a category with no detection;
+    categories without ground truth are left out)."""
+    names = {c["id"]: c["name"] for c in ground_truth.loadCats(ground_truth.getCatIds())}
+    present = {a["category_id"] for a in ground_truth.loadAnns(ground_truth.getAnnIds()) if not a["iscrowd"]}
+    if not detections:
+        return {names[c]: 0.0 for c in sorted(present)}
+    evaluator = _run(ground_truth, detections, "segm", use_cats=True)
+    index = int(np.argmin(np.abs(evaluator.params.iouThrs - iou)))
+    out = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        if cat_id in present:
+            p = evaluator.eval["precision"][index, :, k, 0, -1]
+            out[names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
+    return out
+
+
+def proposal_recall(ground_truth: COCO, detections: list[dict], ious: tuple[float, ...] = (0.5, 0.7, 0.85),
+                    max_dets: tuple[int, ...] = (10, 50)) -> dict[str, float]:
+    """Class-agnostic average recall of the masks as proposals (the paper's AR@10/AR@50 at IoU
+    0.5/0.7/0.85): keys 'AR@<n>@<iou>'. ``detections`` should hold one entry per mask."""
+    keys = [f"AR@{m}@{t:g}" for m in max_dets for t in ious]
+    if not detections:
+        return dict.fromkeys(keys, 0.0)
+
+    def configure(params) -> None:
+        params.iouThrs = np.array(ious, dtype=float)
+        params.maxDets = list(max_dets)
+
+    recall = _run(ground_truth, detections, "segm", use_cats=False, configure=configure).eval["recall"]  # [T,K,A,M]
+    out = {}
+    for mi, m in enumerate(max_dets):
+        for ti, t in enumerate(ious):
+            value = recall[ti, 0, 0, mi]
+            out[f"AR@{m}@{t:g}"] = float(max(value, 0.0))
+    return out

@@ -7,20 +7,25 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
+from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 
 from rsis.checkpoint import load_checkpoint
-from rsis.coco_eval import evaluate_segm, load_ground_truth
+from rsis.coco_eval import evaluate_segm, load_ground_truth, per_class_ap, proposal_recall
 from rsis.config import EvaluateConfig, ModelConfig, PathsConfig, from_dict
 from rsis.datasets.coco_format import annotation_file
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.inference import PredictedInstance, predict, to_coco_detections
-from rsis.io import write_json
+from rsis.io import atomic_directory, write_json
+from rsis.leaf_metrics import image_scores, label_map, summarize
 from rsis.model import RSIS
 from rsis.runtime import select_device
 
 CHECKPOINT = "best.pt"
+LEAF_CATEGORIES = ["leaf"]  # CVPPP and its synthetic stand-in: the leaf metrics apply
 
 
 def load_model(checkpoint_path: str | Path, device: torch.device) -> tuple[RSIS, dict[str, Any]]:
@@ -57,13 +62,66 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
     sequences = predict(model, loader, device_t, cfg, desc=f"predict {split}")
     write_json(paths.predictions, predictions_document(dataset, sequences))
     ground_truth = load_ground_truth(annotation_file(paths.data, split))
-    metrics = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes))
-    agnostic = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, class_agnostic=True),
-                             class_agnostic=True)
+    maps = write_instance_maps(paths.instance_maps, dataset, sequences)
+    scored = without_ignored_pixels(ground_truth, sequences)
+    detections = to_coco_detections(scored, dataset.num_classes)
+    proposals = to_coco_detections(scored, dataset.num_classes, class_agnostic=True)
+    metrics = evaluate_segm(ground_truth, detections)
+    agnostic = evaluate_segm(ground_truth, proposals, class_agnostic=True)
     bbox = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, iou_type="bbox"),
                          iou_type="bbox")
+    extra = {}
+    if [c["name"] for c in dataset.categories] == LEAF_CATEGORIES:
+        extra["cvppp"] = leaf_scores(ground_truth, dataset, maps)
     n_pred = sum(len(s) for s in sequences)
     n_gt = sum(len([a for a in anns if not a["iscrowd"]]) for anns in dataset.annotations.values())
-    return {"segm": metrics, "segm_class_agnostic": agnostic, "bbox": bbox, "counts": {"images": len(dataset), "predicted_instances": n_pred,
-                                        "gt_instances": n_gt},
+    return {"segm": metrics, "segm_class_agnostic": agnostic, "bbox": bbox,
+            "segm_per_class_AP50": per_class_ap(ground_truth, detections, iou=0.5),
+            "proposals": proposal_recall(ground_truth, proposals), **extra,
+            "counts": {"images": len(dataset), "predicted_instances": n_pred, "gt_instances": n_gt},
             "checkpoint_epoch": state["epoch"]}
+
+
+def without_ignored_pixels(ground_truth: COCO, sequences: list[list[PredictedInstance]]
+                           ) -> list[list[PredictedInstance]]:
+    """The sequences with ignore-region (void) pixels removed from every predicted mask, so that
+    mask IoU is computed over the pixels that count (Pascal VOC's protocol). Unchanged when a
+    dataset has no ignore regions."""
+    out = []
+    for sequence in sequences:
+        if not sequence:
+            out.append(sequence)
+            continue
+        crowd = [a for a in ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=[sequence[0].image_id]))
+                 if a["iscrowd"]]
+        if not crowd:
+            out.append(sequence)
+            continue
+        void = np.logical_or.reduce([ground_truth.annToMask(a).astype(bool) for a in crowd])
+        out.append([dataclasses.replace(inst, mask=inst.mask & ~void) for inst in sequence])
+    return out
+
+
+def write_instance_maps(folder: str | Path, dataset: InstanceDataset, sequences: list[list[PredictedInstance]]
+                        ) -> list[np.ndarray]:
+    """Per image, the predicted sequence painted into one label map (step k -> label k+1, earlier
+    steps win), saved as ``<folder>/<image name>_label.png`` (the CVPPP submission format: 8-bit,
+    16-bit past 255 instances). The folder is replaced as a whole."""
+    maps = []
+    with atomic_directory(folder) as tmp:
+        for info, sequence in zip(dataset.images, sequences):
+            labels = label_map([inst.mask for inst in sequence], (info["height"], info["width"]))
+            maps.append(labels)
+            array = labels.astype(np.uint8) if labels.max() < 256 else labels
+            Image.fromarray(array).save(tmp / f"{Path(info['file_name']).stem}_label.png")
+    return maps
+
+
+def leaf_scores(ground_truth: COCO, dataset: InstanceDataset, maps: list[np.ndarray]) -> dict[str, float]:
+    """CVPPP SBD, DiC, |DiC| and foreground Dice (mean, std) of the predicted label maps."""
+    per_image = []
+    for info, pred in zip(dataset.images, maps):
+        anns = [a for a in ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=[info["id"]])) if not a["iscrowd"]]
+        gt = label_map([ground_truth.annToMask(a).astype(bool) for a in anns], pred.shape)
+        per_image.append(image_scores(pred, gt))
+    return summarize(per_image)

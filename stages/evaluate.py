@@ -4,17 +4,20 @@ from pathlib import Path
 
 from rsis.config import load_section, to_dict
 from rsis.evaluation import evaluate
-from rsis.io import write_json
+from rsis.io import atomic_path, write_json
+from rsis.report import paper_comparison
 from rsis.runtime import run_stage
 from rsis.tracking import stage_run
 
 
 def main() -> None:
-    paths, cfg = load_section("paths"), load_section("evaluate")
+    paths, cfg, data = load_section("paths"), load_section("evaluate"), load_section("data")
     with stage_run("evaluate", {"evaluate": to_dict(cfg)}) as run:
         metrics = evaluate(paths, cfg)
         out = Path(paths.metrics) / "evaluate.json"
         write_json(out, metrics)
+        with atomic_path(Path(paths.metrics) / "paper_comparison.md") as tmp:
+            tmp.write_text(paper_comparison(data.dataset, metrics))
         run.log_metrics(metrics)
         run.log_artifact(out)
     segm = metrics["segm"]

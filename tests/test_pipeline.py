@@ -60,11 +60,14 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
 def test_every_output_exists(repo):
     root, _ = repo
     for split in ("train", "val", "test"):
-        assert (root / "data/shapes" / f"{split}.json").is_file()
-    assert len(list((root / "data/shapes/train").glob("*.png"))) == 16
+        assert (root / "data/converted" / f"{split}.json").is_file()
+    assert len(list((root / "data/converted/train").glob("*.png"))) == 16
     for name in ("best.pt", "last.pt"):
         assert (root / "models" / name).is_file()
     assert (root / "outputs/predictions.json").is_file()
+    assert len(list((root / "outputs/instance_maps").glob("test_*_label.png"))) == 6
+    assert json.loads((root / "data/raw/manifest.json").read_text())["archives"] == []  # shapes: nothing fetched
+    assert (root / "metrics/paper_comparison.md").read_text().startswith("# This run vs. the paper")
     assert (root / "metrics/figures/sequences.png").stat().st_size > 10_000
     assert (root / "dvc.lock").is_file()
 
@@ -75,6 +78,8 @@ def test_metrics_files(repo):
     for key in ("AP", "AP50", "AP75", "AP@0.5", "AP@0.6", "AP@0.7", "AP@0.8", "AP@0.9"):
         assert 0.0 <= evaluate["segm"][key] <= 1.0
     assert evaluate["counts"]["images"] == 6
+    assert set(evaluate["segm_per_class_AP50"]) <= {"disc", "square", "triangle", "ring"}
+    assert set(evaluate["proposals"]) == {f"AR@{m}@{t}" for m in (10, 50) for t in ("0.5", "0.7", "0.85")}
     analyze = json.loads((root / "metrics/analyze.json").read_text())
     assert {"tau_r2l", "tau_b2t", "tau_l2s", "images_counted"} <= set(analyze)
     train = json.loads((root / "metrics/train.json").read_text())

@@ -1,9 +1,12 @@
 """The real training function on tiny data: checkpoints, history, and CPU determinism."""
 
 import dataclasses
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 from rsis.datasets.convert import convert
 from rsis.evaluation import evaluate
@@ -20,9 +23,12 @@ def test_fit_writes_checkpoints_and_is_deterministic(data_cfg, tiny_paths, tiny_
     saved = pd.read_csv(f"{tiny_paths.metrics}/{HISTORY_FILE}")
     assert list(saved["epoch"]) == list(range(tiny_train_cfg.epochs))
     metrics = evaluate(tiny_paths, eval_cfg, device="cpu")
+    assert "cvppp" not in metrics  # leaf metrics only for one-class leaf datasets
+    assert len(list(Path(tiny_paths.instance_maps).glob("test_*_label.png"))) == data_cfg.shapes.test
 
     again_paths = dataclasses.replace(tiny_paths, models=tiny_paths.models + "2", metrics=tiny_paths.metrics + "2",
-                                      predictions=tiny_paths.predictions + "2")
+                                      predictions=tiny_paths.predictions + "2",
+                                      instance_maps=tiny_paths.instance_maps + "2")
     second = fit(again_paths, tiny_model_cfg, tiny_train_cfg)
     losses = ["train_total", "val_total", "val_mask", "val_cls", "val_stop"]
     pd.testing.assert_frame_equal(first.history[losses], second.history[losses])
@@ -35,3 +41,16 @@ def test_other_seed_changes_the_run(data_cfg, tiny_paths, tiny_model_cfg, tiny_t
     a = fit(tiny_paths, tiny_model_cfg, cfg)
     b = fit(tiny_paths, tiny_model_cfg, dataclasses.replace(cfg, seed=1))
     assert a.history["train_total"][0] != b.history["train_total"][0]
+
+
+def test_leaf_dataset_gets_cvppp_metrics_and_label_maps(data_cfg, tiny_paths, tiny_model_cfg, tiny_train_cfg,
+                                                        eval_cfg):
+    convert(dataclasses.replace(data_cfg, dataset="leaves"), tiny_paths.data)
+    fit(tiny_paths, tiny_model_cfg, dataclasses.replace(tiny_train_cfg, epochs=1, batch_size=2))
+    metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), device="cpu")
+    assert set(metrics["cvppp"]) == {f"{k}_{s}" for k in ("SBD", "DiC", "absDiC", "FBD") for s in ("mean", "std")}
+    assert 0.0 <= metrics["cvppp"]["SBD_mean"] <= 1.0
+    maps = sorted(Path(tiny_paths.instance_maps).glob("*_label.png"))
+    assert [p.name for p in maps] == [f"test_{i:06d}_label.png" for i in range(3)]
+    with Image.open(maps[0]) as im:
+        assert im.size == (64, 64) and np.asarray(im).max() <= tiny_model_cfg.max_steps

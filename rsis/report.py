@@ -1,0 +1,52 @@
+"""This run's numbers next to the paper's (RSIS, ResNet-101; the table in spec/RSIS.md), as Markdown.
+
+Each dataset is compared on its benchmark's protocol. The synthetic datasets have no published
+numbers: ``shapes`` is shown under the Pascal protocol and ``leaves`` under the CVPPP one, with
+the paper's figures for scale only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (label, path into metrics/evaluate.json, paper value in the metric's own unit, scale to display)
+PASCAL = [("AP@0.5", ("segm", "AP@0.5"), 57.6), ("AP@0.6", ("segm", "AP@0.6"), 52.5),
+          ("AP@0.7", ("segm", "AP@0.7"), 43.3), ("AP@0.8", ("segm", "AP@0.8"), 38.1),
+          ("class-agnostic AR@10 at IoU 0.5", ("proposals", "AR@10@0.5"), 68.2)]
+CVPPP = [("SBD", ("cvppp", "SBD_mean"), 70.6), ("SBD std", ("cvppp", "SBD_std"), 11.2),
+         ("|DiC|", ("cvppp", "absDiC_mean"), 1.2)]
+CITYSCAPES = [("AP", ("segm", "AP"), 5.8), ("AP50", ("segm", "AP50"), 13.8)]
+
+BENCHMARKS = {
+    "voc": ("Pascal VOC 2012 val", PASCAL, ""),
+    "shapes": ("the synthetic shapes test split, Pascal protocol", PASCAL,
+               "The paper has no synthetic benchmark: its Pascal VOC figures are shown for scale only."),
+    "cvppp": ("CVPPP A1", CVPPP,
+              "The paper's figures are on the organisers' test set; this run's are on the 32 held-out "
+              "labelled plants (the test labels are not public)."),
+    "leaves": ("the synthetic leaves test split, CVPPP protocol", CVPPP,
+               "The paper has no synthetic benchmark: its CVPPP A1 figures are shown for scale only."),
+    "cityscapes": ("Cityscapes", CITYSCAPES, "The paper's figures are on the test server; this run's on val."),
+}
+
+
+def _lookup(metrics: dict[str, Any], path: tuple[str, str]) -> float | None:
+    value = metrics.get(path[0], {}).get(path[1])
+    return None if value is None else float(value)
+
+
+def paper_comparison(dataset: str, metrics: dict[str, Any]) -> str:
+    title, rows, note = BENCHMARKS[dataset]
+    counts = metrics.get("counts", {})
+    lines = [f"# This run vs. the paper: {title}", "",
+             f"Test images: {counts.get('images', '?')}, ground-truth instances: {counts.get('gt_instances', '?')}, "
+             f"checkpoint epoch: {metrics.get('checkpoint_epoch', '?')}.", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| metric | this run | paper (RSIS, ResNet-101) |", "|---|---|---|"]
+    for label, path, paper in rows:
+        value = _lookup(metrics, path)
+        # AP and recall are stored in [0, 1] and reported in % like the paper; counts as they are
+        shown = "n/a" if value is None else (f"{value:.2f}" if "DiC" in label else f"{100 * value:.1f}")
+        lines.append(f"| {label} | {shown} | {paper} |")
+    return "\n".join(lines) + "\n"

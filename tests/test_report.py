@@ -1,0 +1,24 @@
+"""The paper-comparison report."""
+
+import pytest
+
+from rsis.report import BENCHMARKS, paper_comparison
+
+
+def test_pascal_row_shows_percentages_next_to_the_paper():
+    metrics = {"segm": {"AP@0.5": 0.5, "AP@0.6": 0.4, "AP@0.7": 0.3, "AP@0.8": 0.2},
+               "proposals": {"AR@10@0.5": 0.7}, "counts": {"images": 3, "gt_instances": 9}, "checkpoint_epoch": 4}
+    text = paper_comparison("voc", metrics)
+    assert "| AP@0.5 | 50.0 | 57.6 |" in text and "| class-agnostic AR@10 at IoU 0.5 | 70.0 | 68.2 |" in text
+    assert "Test images: 3" in text
+
+
+def test_cvppp_counts_are_not_percentages_and_missing_values_say_so():
+    text = paper_comparison("leaves", {"cvppp": {"SBD_mean": 0.5, "absDiC_mean": 2.25}})
+    assert "| SBD | 50.0 | 70.6 |" in text and "| |DiC| | 2.25 | 1.2 |" in text and "| SBD std | n/a | 11.2 |" in text
+    assert "for scale only" in text
+
+
+@pytest.mark.parametrize("dataset", sorted(BENCHMARKS))
+def test_every_dataset_has_a_report(dataset):
+    assert paper_comparison(dataset, {}).startswith("# This run vs. the paper")
