@@ -40,7 +40,7 @@ class PathsConfig:
     data: str  # converted dataset: <data>/<split>.json + <data>/<split>/*.png
     models: str  # checkpoints: best.pt, last.pt
     predictions: str  # per-step predictions of the test split (JSON)
-    instance_maps: str  # per test image, the predicted instance label map (PNG, CVPPP submission format)
+    evaluation: str  # evaluate's files: instance_maps/ (label PNG per test image), cityscapes/ (official eval)
     metrics: str  # metric JSON files and the training history
     figures: str  # PNG figures
 
@@ -119,6 +119,19 @@ class CvpppConfig:
 
 
 @dataclass(frozen=True)
+class CityscapesConfig:
+    """Cityscapes fine instances (see rsis.datasets.cityscapes): archives need a login."""
+
+    gt_archive: str  # gtFine_trainvaltest.zip
+    images_archive: str  # leftImg8bit_trainvaltest.zip
+    val_count: int  # official-train images held out for validation (the official val is the test split)
+
+    def __post_init__(self) -> None:
+        if self.val_count <= 0:
+            raise ConfigError(f"data.cityscapes.val_count must be > 0, got {self.val_count}")
+
+
+@dataclass(frozen=True)
 class CocoSplit:
     json: str  # COCO instances JSON
     images: str  # folder the JSON's file_name entries are relative to
@@ -150,12 +163,13 @@ class VocConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["shapes", "leaves", "voc", "cvppp", "coco"]
+    dataset: Literal["shapes", "leaves", "voc", "cvppp", "cityscapes", "coco"]
     seed: int
     shapes: ShapesConfig
     leaves: LeavesConfig
     voc: VocConfig
     cvppp: CvpppConfig
+    cityscapes: CityscapesConfig
     coco: CocoConfig
 
 

@@ -13,9 +13,11 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 
+from rsis import cityscapes_eval
 from rsis.checkpoint import load_checkpoint
 from rsis.coco_eval import evaluate_segm, load_ground_truth, per_class_ap, proposal_recall
 from rsis.config import EvaluateConfig, ModelConfig, PathsConfig, from_dict
+from rsis.datasets import cityscapes
 from rsis.datasets.coco_format import annotation_file
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.inference import PredictedInstance, predict, to_coco_detections
@@ -62,7 +64,17 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
     sequences = predict(model, loader, device_t, cfg, desc=f"predict {split}")
     write_json(paths.predictions, predictions_document(dataset, sequences))
     ground_truth = load_ground_truth(annotation_file(paths.data, split))
-    maps = write_instance_maps(paths.instance_maps, dataset, sequences)
+    extra = {}
+    with atomic_directory(paths.evaluation) as out:  # replaced as a whole, only when everything succeeded
+        maps = write_instance_maps(out / "instance_maps", dataset, sequences)
+        names = [Path(info["file_name"]).stem for info in dataset.images]
+        if [c["name"] for c in dataset.categories] == list(cityscapes.CLASSES) and split == "test":
+            gt_files = [cityscapes.gt_file(Path(paths.raw), "val", name) for name in names]
+            missing = [g for g in gt_files if not g.is_file()]
+            if missing:
+                raise FileNotFoundError(f"official Cityscapes evaluation: {missing[0]} not found "
+                                        f"({len(missing)} of {len(gt_files)} ground-truth files missing under {paths.raw})")
+            extra["cityscapes"] = cityscapes_eval.evaluate(gt_files, sequences, names, out / "cityscapes")
     scored = without_ignored_pixels(ground_truth, sequences)
     detections = to_coco_detections(scored, dataset.num_classes)
     proposals = to_coco_detections(scored, dataset.num_classes, class_agnostic=True)
@@ -70,7 +82,6 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
     agnostic = evaluate_segm(ground_truth, proposals, class_agnostic=True)
     bbox = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, iou_type="bbox"),
                          iou_type="bbox")
-    extra = {}
     if [c["name"] for c in dataset.categories] == LEAF_CATEGORIES:
         extra["cvppp"] = leaf_scores(ground_truth, dataset, maps)
     n_pred = sum(len(s) for s in sequences)
@@ -106,14 +117,15 @@ def write_instance_maps(folder: str | Path, dataset: InstanceDataset, sequences:
                         ) -> list[np.ndarray]:
     """Per image, the predicted sequence painted into one label map (step k -> label k+1, earlier
     steps win), saved as ``<folder>/<image name>_label.png`` (the CVPPP submission format: 8-bit,
-    16-bit past 255 instances). The folder is replaced as a whole."""
+    16-bit past 255 instances)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     maps = []
-    with atomic_directory(folder) as tmp:
-        for info, sequence in zip(dataset.images, sequences):
-            labels = label_map([inst.mask for inst in sequence], (info["height"], info["width"]))
-            maps.append(labels)
-            array = labels.astype(np.uint8) if labels.max() < 256 else labels
-            Image.fromarray(array).save(tmp / f"{Path(info['file_name']).stem}_label.png")
+    for info, sequence in zip(dataset.images, sequences):
+        labels = label_map([inst.mask for inst in sequence], (info["height"], info["width"]))
+        maps.append(labels)
+        array = labels.astype(np.uint8) if labels.max() < 256 else labels
+        Image.fromarray(array).save(folder / f"{Path(info['file_name']).stem}_label.png")
     return maps
 
 

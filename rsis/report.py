@@ -15,7 +15,8 @@ PASCAL = [("AP@0.5", ("segm", "AP@0.5"), 57.6), ("AP@0.6", ("segm", "AP@0.6"), 5
           ("class-agnostic AR@10 at IoU 0.5", ("proposals", "AR@10@0.5"), 68.2)]
 CVPPP = [("SBD", ("cvppp", "SBD_mean"), 70.6), ("SBD std", ("cvppp", "SBD_std"), 11.2),
          ("|DiC|", ("cvppp", "absDiC_mean"), 1.2)]
-CITYSCAPES = [("AP", ("segm", "AP"), 5.8), ("AP50", ("segm", "AP50"), 13.8)]
+CITYSCAPES = [("AP (official cityscapesscripts)", ("cityscapes", "AP"), 5.8),
+              ("AP50 (official cityscapesscripts)", ("cityscapes", "AP50"), 13.8)]
 
 BENCHMARKS = {
     "voc": ("Pascal VOC 2012 val", PASCAL, ""),

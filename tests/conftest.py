@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rsis.config import (AugmentConfig, CocoConfig, CocoSplit, CvpppConfig, DataConfig, EvaluateConfig, LeavesConfig, LossWeights,
+from rsis.config import (AugmentConfig, CityscapesConfig, CocoConfig, CocoSplit, CvpppConfig, DataConfig, EvaluateConfig, LeavesConfig, LossWeights,
                          ModelConfig, PathsConfig, ScheduleConfig, ShapesConfig, TrainConfig, VocConfig)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +20,8 @@ LEAVES = LeavesConfig(image_size=64, min_leaves=5, max_leaves=12, min_length=0.2
                       min_visible_pixels=15, noise=0.04, train=6, val=3, test=3)
 COCO = CocoConfig(**{s: CocoSplit(json=f"data/raw/coco/{s}.json", images=f"data/raw/coco/{s}")
                      for s in ("train", "val", "test")})
+CITYSCAPES = CityscapesConfig(gt_archive="data/raw/archives/gtFine_trainvaltest.zip",
+                              images_archive="data/raw/archives/leftImg8bit_trainvaltest.zip", val_count=300)
 CVPPP = CvpppConfig(archive="data/raw/archives/CVPPP2017_training_images.h5", test_archive=None, val_count=32)
 
 
@@ -34,7 +36,7 @@ def shapes_cfg() -> ShapesConfig:
 def tiny_paths(tmp_path: Path) -> PathsConfig:
     return PathsConfig(raw=str(tmp_path / "raw"), data=str(tmp_path / "data"), models=str(tmp_path / "models"),
                        predictions=str(tmp_path / "outputs" / "predictions.json"),
-                       instance_maps=str(tmp_path / "outputs" / "instance_maps"),
+                       evaluation=str(tmp_path / "outputs" / "evaluation"),
                        metrics=str(tmp_path / "metrics"), figures=str(tmp_path / "figures"))
 
 
@@ -72,7 +74,7 @@ def eval_cfg() -> EvaluateConfig:
 
 @pytest.fixture
 def data_cfg(shapes_cfg: ShapesConfig) -> DataConfig:
-    return DataConfig(dataset="shapes", seed=3, shapes=shapes_cfg, leaves=LEAVES, voc=VOC, cvppp=CVPPP, coco=COCO)
+    return DataConfig(dataset="shapes", seed=3, shapes=shapes_cfg, leaves=LEAVES, voc=VOC, cvppp=CVPPP, cityscapes=CITYSCAPES, coco=COCO)
 
 
 def replace(obj, **changes):

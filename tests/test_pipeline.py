@@ -65,7 +65,7 @@ def test_every_output_exists(repo):
     for name in ("best.pt", "last.pt"):
         assert (root / "models" / name).is_file()
     assert (root / "outputs/predictions.json").is_file()
-    assert len(list((root / "outputs/instance_maps").glob("test_*_label.png"))) == 6
+    assert len(list((root / "outputs/evaluation/instance_maps").glob("test_*_label.png"))) == 6
     assert json.loads((root / "data/raw/manifest.json").read_text())["archives"] == []  # shapes: nothing fetched
     assert (root / "metrics/paper_comparison.md").read_text().startswith("# This run vs. the paper")
     assert (root / "metrics/figures/sequences.png").stat().st_size > 10_000

@@ -24,11 +24,11 @@ def test_fit_writes_checkpoints_and_is_deterministic(data_cfg, tiny_paths, tiny_
     assert list(saved["epoch"]) == list(range(tiny_train_cfg.epochs))
     metrics = evaluate(tiny_paths, eval_cfg, device="cpu")
     assert "cvppp" not in metrics  # leaf metrics only for one-class leaf datasets
-    assert len(list(Path(tiny_paths.instance_maps).glob("test_*_label.png"))) == data_cfg.shapes.test
+    assert len(list(Path(tiny_paths.evaluation, "instance_maps").glob("test_*_label.png"))) == data_cfg.shapes.test
 
     again_paths = dataclasses.replace(tiny_paths, models=tiny_paths.models + "2", metrics=tiny_paths.metrics + "2",
                                       predictions=tiny_paths.predictions + "2",
-                                      instance_maps=tiny_paths.instance_maps + "2")
+                                      evaluation=tiny_paths.evaluation + "2")
     second = fit(again_paths, tiny_model_cfg, tiny_train_cfg)
     losses = ["train_total", "val_total", "val_mask", "val_cls", "val_stop"]
     pd.testing.assert_frame_equal(first.history[losses], second.history[losses])
@@ -50,7 +50,7 @@ def test_leaf_dataset_gets_cvppp_metrics_and_label_maps(data_cfg, tiny_paths, ti
     metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), device="cpu")
     assert set(metrics["cvppp"]) == {f"{k}_{s}" for k in ("SBD", "DiC", "absDiC", "FBD") for s in ("mean", "std")}
     assert 0.0 <= metrics["cvppp"]["SBD_mean"] <= 1.0
-    maps = sorted(Path(tiny_paths.instance_maps).glob("*_label.png"))
+    maps = sorted(Path(tiny_paths.evaluation, "instance_maps").glob("*_label.png"))
     assert [p.name for p in maps] == [f"test_{i:06d}_label.png" for i in range(3)]
     with Image.open(maps[0]) as im:
         assert im.size == (64, 64) and np.asarray(im).max() <= tiny_model_cfg.max_steps

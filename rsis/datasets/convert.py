@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rsis.config import DataConfig
-from rsis.datasets import coco_json, cvppp, leaves, shapes, voc
+from rsis.datasets import cityscapes, coco_json, cvppp, leaves, shapes, voc
 from rsis.datasets.coco_format import write_split
 from rsis.datasets.record import InstanceRecord
 from rsis.io import atomic_directory
@@ -35,6 +35,9 @@ def _splits(cfg: DataConfig, raw: Path) -> tuple[tuple[str, ...], dict[str, tupl
             test_names = cvppp.plant_names(test_source)
             splits[CHALLENGE] = (cvppp.load_records(test_source, test_names, labelled=False), len(test_names))
         return cvppp.CLASSES, splits
+    if cfg.dataset == "cityscapes":
+        items = cityscapes.split_names(raw, cfg.seed, cfg.cityscapes.val_count)
+        return cityscapes.CLASSES, {s: (cityscapes.load_records(raw, items[s]), len(items[s])) for s in SPLITS}
     if cfg.dataset == "coco":
         sources = {s: getattr(cfg.coco, s) for s in SPLITS}
         cocos = {s: coco_json.load(src.json) for s, src in sources.items()}

@@ -5,13 +5,14 @@ user configured; the synthetic ones need nothing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from rsis.config import DataConfig
-from rsis.datasets import cvppp
+from rsis.datasets import cityscapes, cvppp
 from rsis.datasets.download import extract, fetch, md5sum
 from rsis.io import atomic_directory
 
@@ -20,12 +21,17 @@ def archive_name(url: str) -> str:
     return Path(urlparse(url).path).name
 
 
-def _local(archive: str | Path, target: Path, what: str, key: str) -> dict[str, Any]:
+CITYSCAPES_LOGIN = ("Cityscapes needs a login: download {packages} from https://www.cityscapes-dataset.com/downloads/ "
+                    "and put them at {paths} (params data.cityscapes.gt_archive / images_archive), or set "
+                    "CITYSCAPES_USERNAME and CITYSCAPES_PASSWORD and the download stage fetches them with "
+                    "cityscapesscripts' downloader")
+
+
+def _local(archive: str | Path, target: Path, what: str, key: str, how: str) -> dict[str, Any]:
     """Unpack (or copy, for an .h5 file) a user-supplied archive into ``target``."""
     archive = Path(archive)
     if not archive.is_file():
-        raise FileNotFoundError(f"{what}: {archive} not found (params {key}). {cvppp.REGISTRATION}; "
-                                f"put the file at {archive} or point {key} at it")
+        raise FileNotFoundError(f"{what}: {archive} not found (params {key}). {how}")
     md5 = md5sum(archive)
     if archive.suffix == ".h5":
         stamp = target / ".source"
@@ -51,13 +57,24 @@ def download(cfg: DataConfig, raw: str | Path, progress: bool = True) -> dict[st
             archives.append({"url": url, "file": str(path), "md5": md5, "extracted_to": str(raw / folder)})
         return {"dataset": "voc", "archives": archives}
     if cfg.dataset == "cvppp":
-        archives = [_local(cfg.cvppp.archive, raw / "cvppp", "CVPPP A1 training data", "data.cvppp.archive")]
+        how = f"{cvppp.REGISTRATION}; put the file there or point the param at it"
+        archives = [_local(cfg.cvppp.archive, raw / "cvppp", "CVPPP A1 training data", "data.cvppp.archive", how)]
         if cfg.cvppp.test_archive is not None:
             archives.append(_local(cfg.cvppp.test_archive, raw / "cvppp-test", "CVPPP A1 test data",
-                                   "data.cvppp.test_archive"))
+                                   "data.cvppp.test_archive", how))
         else:
             shutil.rmtree(raw / "cvppp-test", ignore_errors=True)
         return {"dataset": "cvppp", "archives": archives}
+    if cfg.dataset == "cityscapes":
+        wanted = [Path(cfg.cityscapes.gt_archive), Path(cfg.cityscapes.images_archive)]
+        missing = [p for p in wanted if not p.is_file()]
+        if missing and os.environ.get("CITYSCAPES_USERNAME") and os.environ.get("CITYSCAPES_PASSWORD"):
+            _cityscapes_download(missing)
+        how = CITYSCAPES_LOGIN.format(packages=" and ".join(cityscapes.PACKAGES), paths=", ".join(map(str, wanted)))
+        return {"dataset": "cityscapes", "archives": [
+            _local(wanted[0], raw / cityscapes.GT_DIR.parent, "Cityscapes gtFine", "data.cityscapes.gt_archive", how),
+            _local(wanted[1], raw / cityscapes.IMG_DIR.parent, "Cityscapes leftImg8bit",
+                   "data.cityscapes.images_archive", how)]}
     if cfg.dataset == "coco":  # the user's own files: check they are there, record their checksums
         archives = []
         for split in ("train", "val", "test"):
@@ -69,3 +86,22 @@ def download(cfg: DataConfig, raw: str | Path, progress: bool = True) -> dict[st
             archives.append({"file": source.json, "md5": md5sum(source.json), "images": source.images})
         return {"dataset": "coco", "archives": archives}
     raise ValueError(f"data.dataset = {cfg.dataset!r}: no download rule")  # the params schema prevents this
+
+
+def _cityscapes_download(paths: list[Path]) -> None:
+    """Fetch the missing Cityscapes packages with cityscapesscripts' downloader, logging in with
+    CITYSCAPES_USERNAME / CITYSCAPES_PASSWORD (its own login() asks on the terminal)."""
+    import requests
+    from cityscapesscripts.download import downloader
+
+    session = requests.Session()
+    session.get("https://www.cityscapes-dataset.com/login", allow_redirects=False).raise_for_status()
+    answer = session.post("https://www.cityscapes-dataset.com/login", allow_redirects=False,
+                          data={"username": os.environ["CITYSCAPES_USERNAME"],
+                                "password": os.environ["CITYSCAPES_PASSWORD"], "submit": "Login"})
+    if answer.status_code != 302:  # the site redirects after a successful login
+        raise PermissionError("Cityscapes login failed: check CITYSCAPES_USERNAME and CITYSCAPES_PASSWORD")
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        downloader.download_packages(session=session, package_names=[path.name], destination_path=str(path.parent),
+                                     resume=True)
