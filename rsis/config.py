@@ -23,6 +23,7 @@ SKIP_MODES = ("concat", "sum", "mul", "none")
 SHAPE_CLASSES = ("disc", "square", "triangle", "ring")
 PRESET_KEY = "preset"  # top-level params key: a file under PRESETS_DIR merged over the sections
 PRESETS_DIR = "presets"
+OVERRIDES_KEY = "overrides"  # top-level params key: sections merged last, over the preset too
 
 
 class ConfigError(ValueError):
@@ -348,8 +349,20 @@ def preset_file(path: str | Path, name: str) -> Path:
 
 
 def apply_preset(raw: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], str]:
-    """params with the overlay ``presets/<preset>.yaml`` merged in (its values win), and a label
-    for error messages. ``preset: none`` (or no ``preset`` key) leaves params as they are."""
+    """params with the overlay ``presets/<preset>.yaml`` merged in (its values win), then the
+    ``overrides`` mapping (its values win over both, e.g. ``-S overrides.model.pretrained=none``
+    to run a preset without ImageNet weights), and a label for error messages."""
+    overrides = raw.get(OVERRIDES_KEY) or {}
+    if not isinstance(overrides, dict) or set(overrides) - set(SECTIONS):
+        raise ConfigError(f"{path}: {OVERRIDES_KEY} must map params sections ({sorted(SECTIONS)}) to values, "
+                          f"got {overrides!r}")
+    raw, where = _with_preset(raw, path)
+    if overrides:
+        raw, where = _merge(raw, overrides), f"{where} with overrides"
+    return raw, where
+
+
+def _with_preset(raw: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], str]:
     name = raw.get(PRESET_KEY, "none")
     if name == "none":
         return raw, str(path)
@@ -389,7 +402,7 @@ def load_section(name: str, path: str | Path = "params.yaml", raw: dict[str, Any
 def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Validate every known section (and reject unknown top-level sections)."""
     raw = read_params(path)
-    unknown = sorted(set(raw) - set(SECTIONS) - {PRESET_KEY})
+    unknown = sorted(set(raw) - set(SECTIONS) - {PRESET_KEY, OVERRIDES_KEY})
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
     return {name: load_section(name, path, raw) for name in SECTIONS}

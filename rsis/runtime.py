@@ -13,14 +13,11 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch Generator for data shuffling."""
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (shuffling is seeded separately, per epoch, by the sampler)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
 
 
 def select_device(requested: str) -> torch.device:

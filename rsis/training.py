@@ -169,16 +169,15 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
             best_epoch, best_loss = epoch, val["total"]
         state, transition = schedule.advance(state, val["total"], cfg.schedule, model_cfg.max_steps)
 
-        if dist.is_main:
-            snapshot = {"model": net.state_dict(), "epoch": epoch, "val_loss": val["total"], **meta}
-            if improved:
-                save_checkpoint(models_dir / BEST, snapshot)
+        snapshot = {"model": net.state_dict(), "epoch": epoch, "val_loss": val["total"], **meta}
+        if dist.is_main and improved:
+            save_checkpoint(models_dir / BEST, snapshot)
         if transition.reload_best:  # before last.pt is written, so a resumed run sees the reloaded weights
             distributed.barrier(dist)
             net.load_state_dict(load_checkpoint(models_dir / BEST, map_location=device)["model"])
         if dist.is_main:
-            save_checkpoint(models_dir / LAST, {"model": net.state_dict(), "epoch": epoch, "val_loss": val["total"],
-                                                **meta, "optimizer": optimizer.state_dict(),
+            snapshot["model"] = net.state_dict()  # after a reload of best.pt these are the reloaded weights
+            save_checkpoint(models_dir / LAST, {**snapshot, "optimizer": optimizer.state_dict(),
                                                 "schedule": state.to_dict(), "history": rows,
                                                 "best_epoch": best_epoch, "best_val_loss": best_loss})
             if log_epoch is not None:

@@ -50,3 +50,9 @@ def test_label_map_keeps_the_earlier_step_and_summary():
     assert label_map([a, b], (2, 2)).tolist() == [[1, 1], [2, 0]]
     assert summarize([{"SBD": 1.0, "DiC": 1.0, "absDiC": 1.0, "FBD": 1.0},
                       {"SBD": 0.5, "DiC": -1.0, "absDiC": 1.0, "FBD": 0.5}])["SBD_std"] == pytest.approx(0.25)
+
+
+def test_identical_labels_give_sbd_one_and_dic_zero_whatever_the_numbering():
+    gt = np.random.default_rng(1).integers(0, 6, (12, 12))
+    renumbered = np.where(gt > 0, 10 + 3 * gt, 0)
+    assert image_scores(renumbered, gt) == {"SBD": 1.0, "DiC": 0.0, "absDiC": 0.0, "FBD": 1.0}

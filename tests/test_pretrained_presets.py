@@ -78,3 +78,18 @@ def test_unknown_preset_lists_the_available_ones(tmp_path):
     (tmp_path / "presets").symlink_to(REPO / "presets")
     with pytest.raises(ConfigError, match=r"unknown preset 'voc'.*pascal"):
         load_section("train", tmp_path / "params.yaml")
+
+
+def test_overrides_win_over_the_preset(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["preset"] = "cvppp"
+    params["overrides"] = {"model": {"pretrained": "none", "backbone": "resnet18"}, "train": {"epochs": 2}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "presets").symlink_to(REPO / "presets")
+    model, train = load_section("model", tmp_path / "params.yaml"), load_section("train", tmp_path / "params.yaml")
+    assert (model.pretrained, model.backbone, model.max_steps) == ("none", "resnet18", 20)  # T still the preset's
+    assert train.epochs == 2 and train.schedule.curriculum
+    params["overrides"] = {"modle": {"pretrained": "none"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="overrides must map params sections"):
+        load_section("model", tmp_path / "params.yaml")
