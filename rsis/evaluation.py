@@ -19,6 +19,7 @@ from rsis.coco_eval import evaluate_segm, load_ground_truth, per_class_ap, propo
 from rsis.config import EvaluateConfig, ModelConfig, PathsConfig, from_dict
 from rsis.datasets import cityscapes
 from rsis.datasets.coco_format import annotation_file
+from rsis.datasets.convert import CHALLENGE
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.inference import PredictedInstance, predict, to_coco_detections
 from rsis.io import atomic_directory, write_json
@@ -67,6 +68,11 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
     extra = {}
     with atomic_directory(paths.evaluation) as out:  # replaced as a whole, only when everything succeeded
         maps = write_instance_maps(out / "instance_maps", dataset, sequences)
+        if (Path(paths.data) / f"{CHALLENGE}.json").is_file():  # unlabelled test images: label maps to submit
+            challenge = InstanceDataset(paths.data, CHALLENGE, model.input_size)
+            loader = DataLoader(challenge, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+            write_instance_maps(out / f"{CHALLENGE}_maps", challenge,
+                                predict(model, loader, device_t, cfg, desc=f"predict {CHALLENGE}"))
         names = [Path(info["file_name"]).stem for info in dataset.images]
         if [c["name"] for c in dataset.categories] == list(cityscapes.CLASSES) and split == "test":
             gt_files = [cityscapes.gt_file(Path(paths.raw), "val", name) for name in names]

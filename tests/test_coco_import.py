@@ -27,7 +27,9 @@ def _split(root: Path, split: str, categories=CATEGORIES) -> CocoSplit:
     rle_mask[10:14, 12:18] = True
     crowd = np.zeros((16, 20), bool)
     crowd[0:2, :] = True
-    doc = {"images": [{"id": 5, "file_name": "a.png", "height": 16, "width": 20}],
+    Image.fromarray(np.full((16, 20, 3), 30, np.uint8)).save(folder / "empty.png")
+    doc = {"images": [{"id": 5, "file_name": "a.png", "height": 16, "width": 20},
+                      {"id": 9, "file_name": "empty.png", "height": 16, "width": 20}],  # no instances: kept
            "annotations": [
                {"id": 1, "image_id": 5, "category_id": 7, "iscrowd": 0, "area": 24.0, "bbox": [2, 2, 6, 4],
                 "segmentation": [[2, 2, 8, 2, 8, 6, 2, 6]]},  # a polygon
@@ -51,7 +53,7 @@ def test_coco_json_converts_polygons_rle_and_crowd(tmp_path, data_cfg):
     manifest = download(cfg, tmp_path / "raw")
     assert [a["file"] for a in manifest["archives"]] == [cfg.coco.train.json, cfg.coco.val.json, cfg.coco.test.json]
     stats = convert(cfg, tmp_path / "data", tmp_path / "raw")
-    assert stats["train"] == {"images": 1, "instances": 2}
+    assert stats["train"] == {"images": 2, "instances": 2}  # the image without instances is kept
     doc = json.loads((tmp_path / "data/train.json").read_text())
     assert doc["categories"] == [{"id": 1, "name": "ant"}, {"id": 2, "name": "zebra"}]
     by_cat = {a["category_id"]: a for a in doc["annotations"] if not a["iscrowd"]}
