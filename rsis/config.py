@@ -310,9 +310,13 @@ class EvaluateConfig:
 class AnalyzeConfig:
     num_figure_images: int
     figure_columns: int
+    pair_threshold: float  # the consecutive-pair rule: a shift of more than this share of the image (15%)
+    min_pair_count: int  # category pairs seen fewer times are left out of the pair chart (paper: 20)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "num_figure_images", "figure_columns")
+        _check_positive(self, "num_figure_images", "figure_columns", "min_pair_count")
+        if not 0.0 <= self.pair_threshold <= 1.0:
+            raise ConfigError(f"analyze.pair_threshold must be in [0, 1], got {self.pair_threshold}")
 
 
 SECTIONS: dict[str, type] = {

@@ -56,3 +56,83 @@ def draw_sequences(panels: list[dict], path: str | Path, columns: int, title: st
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def draw_tau_histogram(taus: dict[str, list[float]], path: str | Path) -> None:
+    """Distribution over images of Kendall tau with each sorting strategy (Table 6 as histograms)."""
+    fig = Figure(figsize=(4 * len(taus), 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, (strategy, values) in enumerate(taus.items()):
+        ax = fig.add_subplot(1, len(taus), k + 1)
+        ax.hist(values, bins=np.linspace(-1, 1, 21), color=PALETTE[k], edgecolor="white", label=f"{len(values)} images")
+        if values:
+            ax.axvline(float(np.mean(values)), color="black", linestyle="--", label=f"mean {np.mean(values):.2f}")
+        ax.set_title(f"tau with {strategy}", fontsize=10)
+        ax.set_xlabel("Kendall tau (predicted order vs strategy)")
+        ax.set_ylabel("images")
+        ax.legend(fontsize=8)
+    fig.suptitle("Sorting strategies: per-image Kendall tau", fontsize=10)
+    _save(fig, path)
+
+
+def draw_pair_bars(rows: list[dict], strategies: tuple[str, ...], path: str | Path, min_count: int) -> None:
+    """Share of consecutive predicted pairs following each strategy, per category pair (Figure 7)."""
+    fig = Figure(figsize=(max(5.0, 0.6 * len(rows) + 2), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(strategies)
+    x = np.arange(len(rows))
+    for k, strategy in enumerate(strategies):
+        ax.bar(x + (k - (len(strategies) - 1) / 2) * width, [r[strategy] for r in rows], width,
+               color=PALETTE[k], label=strategy)
+    ax.set_xticks(x, [f"{r['first']}→{r['second']}\n(n={r['count']})" for r in rows], fontsize=7, rotation=45,
+                  ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of consecutive pairs")
+    ax.set_xlabel("category pair (first → second)")
+    if not rows:
+        ax.text(0.5, 0.5, f"no category pair seen {min_count} times", ha="center", va="center", transform=ax.transAxes)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Consecutive pairs following each strategy (15% rule, pairs seen >= {min_count} times)",
+                 fontsize=9)
+    _save(fig, path)
+
+
+def draw_errors(step_rows: list[dict], object_rows: list[dict], path: str | Path) -> None:
+    """The four error-analysis panels: FP per step, matched IoU per step, FN sizes, IoU vs size."""
+    fig = Figure(figsize=(12, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    steps = [r["step"] for r in step_rows]
+    ax = fig.add_subplot(1, 4, 1)
+    ax.bar(steps, [r["false_positives"] for r in step_rows], color=PALETTE[0], label="false positives")
+    ax.bar(steps, [r["predictions"] - r["false_positives"] for r in step_rows],
+           bottom=[r["false_positives"] for r in step_rows], color=PALETTE[1], label="matched")
+    ax.set(xlabel="time step", ylabel="predictions", title="False positives per step")
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 4, 2)
+    pts = [(r["step"], r["mean_matched_iou"]) for r in step_rows if r["mean_matched_iou"] is not None]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=PALETTE[2], label="mean IoU of matches")
+    ax.set(xlabel="time step", ylabel="IoU", ylim=(0, 1), title="IoU of matched predictions")
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 4, 3)
+    missed = [r["size_pct"] for r in object_rows if not r["found"]]
+    found = [r["size_pct"] for r in object_rows if r["found"]]
+    bins = np.linspace(0, max([1.0] + missed + found), 16)
+    ax.hist([found, missed], bins=bins, stacked=True, color=[PALETTE[1], PALETTE[3]],
+            label=[f"found ({len(found)})", f"false negatives ({len(missed)})"])
+    ax.set(xlabel="object size (% of image)", ylabel="objects", title="False negatives by size")
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 4, 4)
+    ax.scatter([r["size_pct"] for r in object_rows], [r["iou"] for r in object_rows], s=6, alpha=0.5,
+               color=PALETTE[4], label="ground-truth object")
+    ax.set(xlabel="object size (% of image)", ylabel="IoU of its match (0 = missed)", ylim=(-0.02, 1.02),
+           title="IoU vs object size")
+    ax.legend(fontsize=7)
+    fig.suptitle("Error analysis (match at IoU >= 0.5)", fontsize=10)
+    _save(fig, path)

@@ -74,3 +74,42 @@ def sorting_summary(sequences: list[list[ObjectGeometry]]) -> dict[str, float | 
         summary[f"tau_{strategy}_std"] = float(np.std(taus)) if taus else None
     summary["images_counted"] = sum(1 for s in sequences if len(s) >= 2)
     return summary
+
+
+# --------------------------------------------------------------------------- consecutive pairs (Figure 7)
+
+PAIR_RULES = {
+    "r2l": "the second object's centre is left of the first's by more than threshold x image width",
+    "b2t": "the second object's centre is above the first's by more than threshold x image height",
+    "l2s": "the second object is smaller than the first by more than threshold x the first's size",
+}
+
+
+def pair_follows(first: ObjectGeometry, second: ObjectGeometry, strategy: str, width: int, height: int,
+                 threshold: float = 0.15) -> bool:
+    """Does the consecutive pair (first, second) follow the strategy under the paper's 15% rule
+    (``PAIR_RULES``; l2s is our analogue on size)."""
+    if strategy == "r2l":
+        return first.x - second.x > threshold * width
+    if strategy == "b2t":
+        return first.y - second.y > threshold * height
+    if strategy == "l2s":
+        return first.area - second.area > threshold * first.area
+    raise ValueError(f"unknown sorting strategy {strategy!r}; expected one of {STRATEGIES}")
+
+
+def consecutive_pair_shares(sequences: list[tuple[list[ObjectGeometry], list[str], int, int]],
+                            threshold: float = 0.15, min_count: int = 20) -> list[dict]:
+    """Per (first category, second category) pair seen at least ``min_count`` times among
+    consecutive predictions: the count and the share following each strategy. Each sequence is
+    (objects in predicted order, their category names, image width, image height)."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for objects, names, width, height in sequences:
+        for k in range(len(objects) - 1):
+            row = counts.setdefault((names[k], names[k + 1]), [0] * (1 + len(STRATEGIES)))
+            row[0] += 1
+            for j, strategy in enumerate(STRATEGIES, start=1):
+                row[j] += pair_follows(objects[k], objects[k + 1], strategy, width, height, threshold)
+    return [{"first": a, "second": b, "count": row[0],
+             **{strategy: row[j] / row[0] for j, strategy in enumerate(STRATEGIES, start=1)}}
+            for (a, b), row in sorted(counts.items()) if row[0] >= min_count]

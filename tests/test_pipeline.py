@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import REPO
 
@@ -81,7 +83,15 @@ def test_metrics_files(repo):
     assert set(evaluate["segm_per_class_AP50"]) <= {"disc", "square", "triangle", "ring"}
     assert set(evaluate["proposals"]) == {f"AR@{m}@{t}" for m in (10, 50) for t in ("0.5", "0.7", "0.85")}
     analyze = json.loads((root / "metrics/analyze.json").read_text())
-    assert {"tau_r2l", "tau_b2t", "tau_l2s", "images_counted"} <= set(analyze)
+    assert {"tau_r2l", "tau_b2t", "tau_l2s", "images_counted", "pairs_r2l", "false_positives", "false_negatives",
+            "mean_matched_iou"} <= set(analyze)
+    for name in ("tau_histogram", "consecutive_pairs", "errors"):
+        with Image.open(root / f"metrics/figures/{name}.png") as im:
+            assert im.size[0] > 300 and im.size[1] > 200
+    steps = pd.read_csv(root / "metrics/analysis/errors_by_step.csv")
+    objects = pd.read_csv(root / "metrics/analysis/errors_by_object.csv")
+    assert steps["predictions"].sum() == evaluate["counts"]["predicted_instances"]
+    assert len(objects) == evaluate["counts"]["gt_instances"]
     train = json.loads((root / "metrics/train.json").read_text())
     assert train["best_epoch"] in (0, 1)
     history = (root / "metrics/train_history.csv").read_text().splitlines()
@@ -121,4 +131,7 @@ def test_mlflow_has_one_run_per_stage(repo):
     assert "segm.AP50" in by_stage["evaluate"].data.metrics
     assert len(by_stage["train"].data.tags["git_revision"]) == 40
     artifacts = [a.path for a in client.list_artifacts(by_stage["analyze"].info.run_id, "figures")]
-    assert artifacts == ["figures/sequences.png"]
+    assert sorted(artifacts) == ["figures/consecutive_pairs.png", "figures/errors.png", "figures/sequences.png",
+                                 "figures/tau_histogram.png"]
+    tables = [a.path for a in client.list_artifacts(by_stage["analyze"].info.run_id, "tables")]
+    assert len(tables) == 4
