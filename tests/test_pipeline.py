@@ -135,3 +135,12 @@ def test_mlflow_has_one_run_per_stage(repo):
                                  "figures/tau_histogram.png"]
     tables = [a.path for a in client.list_artifacts(by_stage["analyze"].info.run_id, "tables")]
     assert len(tables) == 4
+
+
+def test_dvc_plots_show_renders_every_plot(repo):
+    root, env = repo
+    _run(["dvc", "plots", "show"], root, env)
+    html = (root / "dvc_plots/index.html").read_text()
+    for name in ("sequences.png", "tau_histogram.png", "consecutive_pairs.png", "errors.png", "loss",
+                 "false_positives_by_step", "iou_vs_size"):
+        assert name in html, name
