@@ -58,14 +58,13 @@ def analyze(data_root: str | Path, predictions_path: str | Path, figures_dir: st
     draw_tau_histogram({s: [r[f"tau_{s}"] for r in tau_rows if r[f"tau_{s}"] is not None] for s in STRATEGIES},
                        figures_dir / "tau_histogram.png")
 
-    pair_rows = consecutive_pair_shares(
-        [(geo, [names[label] for label in im["labels"]], info[im["image_id"]]["width"], info[im["image_id"]]["height"])
-         for im, geo in zip(images, geometries)], threshold=pair_threshold, min_count=min_pair_count)
+    labelled = [(geo, [names[label] for label in im["labels"]], info[im["image_id"]]["width"],
+                 info[im["image_id"]]["height"]) for im, geo in zip(images, geometries)]
+    pair_rows = consecutive_pair_shares(labelled, threshold=pair_threshold, min_count=min_pair_count)
     _write_csv(pair_rows, tables_dir / "consecutive_pairs.csv", ["first", "second", "count", *STRATEGIES])
     draw_pair_bars(pair_rows, STRATEGIES, figures_dir / "consecutive_pairs.png", min_pair_count)
-    all_pairs = consecutive_pair_shares(
-        [(geo, ["any"] * len(geo), info[im["image_id"]]["width"], info[im["image_id"]]["height"])
-         for im, geo in zip(images, geometries)], threshold=pair_threshold, min_count=1)
+    all_pairs = consecutive_pair_shares([(geo, ["any"] * len(geo), w, h) for geo, _, w, h in labelled],
+                                        threshold=pair_threshold, min_count=1)  # all category pairs together
     for strategy in STRATEGIES:
         summary[f"pairs_{strategy}"] = all_pairs[0][strategy] if all_pairs else None
     gt_masks: dict[int, list[np.ndarray]] = {}

@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
+
+from rsis.matcher import soft_iou
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,10 @@ class ImageErrors:
 
 
 def mask_iou(pred: list[np.ndarray], gt: list[np.ndarray]) -> np.ndarray:
+    """[P, N] IoU of boolean masks (the matcher's soft IoU, exact on binary masks)."""
     if not pred or not gt:
         return np.zeros((len(pred), len(gt)))
-    p = np.stack(pred).reshape(len(pred), -1).astype(np.float64)
-    g = np.stack(gt).reshape(len(gt), -1).astype(np.float64)
-    inter = p @ g.T
-    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
-    return inter / np.maximum(union, 1)
+    return soft_iou(torch.from_numpy(np.stack(pred)).double(), torch.from_numpy(np.stack(gt))).numpy()
 
 
 def image_errors(pred: list[np.ndarray], steps: list[int], gt: list[np.ndarray], iou_threshold: float = 0.5

@@ -73,8 +73,8 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
             loader = DataLoader(challenge, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
             write_instance_maps(out / f"{CHALLENGE}_maps", challenge,
                                 predict(model, loader, device_t, cfg, desc=f"predict {CHALLENGE}"))
-        names = [Path(info["file_name"]).stem for info in dataset.images]
         if [c["name"] for c in dataset.categories] == list(cityscapes.CLASSES) and split == "test":
+            names = [Path(info["file_name"]).stem for info in dataset.images]
             gt_files = [cityscapes.gt_file(Path(paths.raw), "val", name) for name in names]
             missing = [g for g in gt_files if not g.is_file()]
             if missing:

@@ -45,9 +45,10 @@ def fetch(url: str, dest: str | Path, md5: str, timeout: float = 60.0, progress:
     """Download ``url`` to ``dest`` unless a file with the right md5 is already there."""
     dest = Path(dest)
     if dest.is_file():
-        if md5sum(dest) == md5:
+        found = md5sum(dest)
+        if found == md5:
             return dest
-        raise DownloadError(f"{dest} exists but its md5 is {md5sum(dest)}, expected {md5}: "
+        raise DownloadError(f"{dest} exists but its md5 is {found}, expected {md5}: "
                             f"delete it and run again to download {url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -87,9 +88,10 @@ def fetch(url: str, dest: str | Path, md5: str, timeout: float = 60.0, progress:
     return dest
 
 
-def extract(archive: str | Path, target: str | Path, stamp: str = "") -> Path:
+def extract(archive: str | Path, target: str | Path, stamp: str = "", copy_plain: bool = False) -> Path:
     """Unpack a .tar/.tgz/.tar.gz/.zip archive so that its content is ``target`` (replaced
-    atomically on success). Members escaping the folder or special files are refused.
+    atomically on success). Members escaping the folder or special files are refused. With
+    ``copy_plain``, a file that is no archive (e.g. CVPPP's .h5) is copied into ``target`` instead.
 
     ``stamp`` (e.g. the archive's md5) is stored in ``target/.source``; when it is already there
     the archive is not unpacked again.
@@ -109,6 +111,8 @@ def extract(archive: str | Path, target: str | Path, stamp: str = "") -> Path:
                     tar.extractall(tmp, filter="data")
                 except tarfile.FilterError as exc:
                     raise ValueError(f"{archive}: refusing unsafe member: {exc}") from None
+        elif copy_plain:
+            shutil.copyfile(archive, tmp / archive.name)
         else:
             raise ValueError(f"{archive} is neither a tar nor a zip archive")
     return target

@@ -14,7 +14,6 @@ from urllib.parse import urlparse
 from rsis.config import DataConfig
 from rsis.datasets import cityscapes, cvppp
 from rsis.datasets.download import extract, fetch, md5sum
-from rsis.io import atomic_directory
 
 
 def archive_name(url: str) -> str:
@@ -33,14 +32,7 @@ def _local(archive: str | Path, target: Path, what: str, key: str, how: str) -> 
     if not archive.is_file():
         raise FileNotFoundError(f"{what}: {archive} not found (params {key}). {how}")
     md5 = md5sum(archive)
-    if archive.suffix == ".h5":
-        stamp = target / ".source"
-        if not (stamp.is_file() and stamp.read_text() == md5):
-            with atomic_directory(target) as tmp:
-                shutil.copyfile(archive, tmp / archive.name)
-                (tmp / ".source").write_text(md5)
-    else:
-        extract(archive, target, stamp=md5)
+    extract(archive, target, stamp=md5, copy_plain=True)
     return {"file": str(archive), "md5": md5, "extracted_to": str(target)}
 
 

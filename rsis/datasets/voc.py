@@ -79,7 +79,8 @@ def _voc_instances(raw: Path, image_id: str) -> tuple[np.ndarray, np.ndarray, np
     masks, labels = [], []
     for k in sorted(set(np.unique(objects).tolist()) - {0, VOID}):
         mask = objects == k
-        votes = np.bincount(classes[mask][(classes[mask] != 0) & (classes[mask] != VOID)], minlength=len(CLASSES) + 1)
+        pixels = classes[mask]
+        votes = np.bincount(pixels[(pixels != 0) & (pixels != VOID)], minlength=len(CLASSES) + 1)
         if votes.sum() == 0:
             raise ValueError(f"{obj_path}: instance {k} has no class in SegmentationClass")
         masks.append(mask)
