@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from rsis.io import atomic_path
 
@@ -33,8 +34,12 @@ def draw_sequences(panels: list[dict], path: str | Path, columns: int, title: st
     """
     columns = max(1, min(columns, len(panels)))
     rows = int(np.ceil(len(panels) / columns)) if panels else 1
-    fig = Figure(figsize=(2.6 * columns, 2.9 * 2 * rows), dpi=100)
+    fig = Figure(figsize=(max(2.6 * columns, 0.09 * len(title)), 2.9 * 2 * rows), dpi=100)
     FigureCanvasAgg(fig)
+    if not panels:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no test image qualifies\n(too few predicted objects)", ha="center", va="center")
+        ax.set_axis_off()
     for i, panel in enumerate(panels):
         r, c = divmod(i, columns)
         gt_ax = fig.add_subplot(2 * rows, columns, 2 * r * columns + c + 1)
@@ -136,3 +141,65 @@ def draw_errors(step_rows: list[dict], object_rows: list[dict], path: str | Path
     ax.legend(fontsize=7)
     fig.suptitle("Error analysis (match at IoU >= 0.5)", fontsize=10)
     _save(fig, path)
+
+
+def draw_activation_taus(rows: list[dict], path: str | Path) -> None:
+    """Table 7 as bars: per encoder block, mean Kendall tau (with std) between the predicted order
+    and the order of decreasing activation, at initialisation and after training."""
+    fig = Figure(figsize=(6, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    blocks = list(dict.fromkeys(r["block"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    width = 0.8 / max(1, len(models))
+    x = np.arange(len(blocks))
+    for k, model in enumerate(models):
+        by_block = {r["block"]: r for r in rows if r["model"] == model}
+        means = [by_block[b]["tau_mean"] if by_block[b]["tau_mean"] is not None else np.nan for b in blocks]
+        stds = [by_block[b]["tau_std"] if by_block[b]["tau_std"] is not None else np.nan for b in blocks]
+        images = max(r["images"] for r in by_block.values())
+        ax.bar(x + (k - (len(models) - 1) / 2) * width, means, width, yerr=stds, capsize=3, color=PALETTE[k + 2],
+               label=f"{model} training ({images} images)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, blocks)
+    ax.set_ylim(-1, 1)
+    ax.set_xlabel("encoder block (f0 deepest)")
+    ax.set_ylabel("Kendall tau (mean ± std)")
+    ax.legend(fontsize=8)
+    ax.set_title("Predicted order vs order of decreasing encoder activation", fontsize=9)
+    _save(fig, path)
+
+
+def draw_activation_examples(panels: list[dict], block: str, path: str | Path) -> None:
+    """Figure 8: per image (columns), the block's channel-mean activation over the image with the
+    most (solid) and least (dashed) active predicted object outlined, before and after training
+    (rows); #k is the object's position in the predicted sequence. Each panel: {"image", "masks", "before": {"map", "activations"}, "after": ...}."""
+    models = ("before", "after")
+    columns = max(2, len(panels))
+    fig = Figure(figsize=(2.8 * columns, 2.9 * len(models) + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    if not panels:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no test image has two or more predicted objects", ha="center", va="center")
+        ax.set_axis_off()
+    for c, panel in enumerate(panels):
+        for r, model in enumerate(models):
+            ax = fig.add_subplot(len(models), columns, r * columns + c + 1)
+            values = np.asarray(panel[model]["activations"])
+            ax.imshow(panel["image"])
+            ax.imshow(panel[model]["map"], cmap="magma", alpha=0.55)
+            if len(values):
+                most, least = int(np.argmax(values)), int(np.argmin(values))
+                ax.contour(panel["masks"][most], levels=[0.5], colors=["#3cb44b"], linewidths=2)
+                ax.contour(panel["masks"][least], levels=[0.5], colors=["#42d4f4"], linewidths=2, linestyles="dashed")
+                ax.set_title(f"{model} training: most active = #{most + 1},\n"
+                             f"least = #{least + 1} of {len(values)} predicted", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    handles = [Line2D([], [], color="#3cb44b", linewidth=2, label="most active object"),
+               Line2D([], [], color="#42d4f4", linewidth=2, linestyle="dashed", label="least active object")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8)
+    fig.suptitle(f"Encoder block {block}: channel-mean activation (bright = high) and the predicted objects", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")

@@ -113,6 +113,13 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
+def initial_model(cfg: ModelConfig, num_classes: int, seed: int) -> RSIS:
+    """The network training starts from: weights drawn right after ``torch.manual_seed(seed)``
+    (encoder from ``cfg.pretrained`` when set). The analyze stage rebuilds it as "before training"."""
+    torch.manual_seed(seed)
+    return RSIS(cfg, num_classes)
+
+
 class RSIS(nn.Module):
     def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
         super().__init__()

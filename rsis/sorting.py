@@ -43,9 +43,9 @@ def strategy_key(objects: list[ObjectGeometry], strategy: str) -> np.ndarray:
     raise ValueError(f"unknown sorting strategy {strategy!r}; expected one of {STRATEGIES}")
 
 
-def strategy_rank(objects: list[ObjectGeometry], strategy: str) -> np.ndarray:
-    """Position of each object in the strategy's order (0 = first); ties share the mean rank."""
-    key = -strategy_key(objects, strategy)
+def descending_rank(key: np.ndarray) -> np.ndarray:
+    """Position of each value when sorted largest first (0 = first); ties share the mean rank."""
+    key = -np.asarray(key, dtype=float)
     order = np.argsort(key, kind="stable")
     ranks = np.empty(len(key), dtype=float)
     ranks[order] = np.arange(len(key))
@@ -55,13 +55,19 @@ def strategy_rank(objects: list[ObjectGeometry], strategy: str) -> np.ndarray:
     return ranks
 
 
+def descending_tau(key: np.ndarray) -> float | None:
+    """Kendall tau between list order and the order of decreasing ``key``: 1 when the list is
+    sorted largest first, -1 when smallest first; None for fewer than two items or all tied."""
+    if len(key) < 2:
+        return None
+    tau = kendalltau(np.arange(len(key)), descending_rank(key)).statistic
+    return None if np.isnan(tau) else float(tau)
+
+
 def sequence_tau(objects: list[ObjectGeometry], strategy: str) -> float | None:
     """Kendall tau between predicted order (list order) and the strategy's order; None if n < 2
     or undefined (all objects tied under the strategy)."""
-    if len(objects) < 2:
-        return None
-    tau = kendalltau(np.arange(len(objects)), strategy_rank(objects, strategy)).statistic
-    return None if np.isnan(tau) else float(tau)
+    return descending_tau(strategy_key(objects, strategy))
 
 
 def sorting_summary(sequences: list[list[ObjectGeometry]]) -> dict[str, float | None]:

@@ -1,4 +1,4 @@
-"""Stage analyze: which order does the model emit objects in (Kendall tau vs. sorting strategies)."""
+"""Stage analyze: how the model orders objects and where it fails (the paper's analyses)."""
 
 from pathlib import Path
 
@@ -12,9 +12,7 @@ from rsis.tracking import stage_run
 def main() -> None:
     paths, cfg = load_section("paths"), load_section("analyze")
     with stage_run("analyze", {"analyze": to_dict(cfg)}) as run:
-        tables = Path(paths.metrics) / "analysis"
-        summary = analyze(paths.data, paths.predictions, paths.figures, tables, cfg.num_figure_images,
-                          cfg.figure_columns, cfg.pair_threshold, cfg.min_pair_count)
+        summary = analyze(paths, cfg)
         out = Path(paths.metrics) / "analyze.json"
         write_json(out, summary)
         run.log_metrics(summary)
@@ -22,8 +20,9 @@ def main() -> None:
         for name in FIGURES:
             run.log_artifact(Path(paths.figures) / name, artifact_path="figures")
         for name in TABLES:
-            run.log_artifact(tables / name, artifact_path="tables")
-    print(", ".join(f"{k} {v}" for k, v in summary.items() if k.startswith("tau_") and not k.endswith("std")))
+            run.log_artifact(Path(paths.metrics) / "analysis" / name, artifact_path="tables")
+    print(", ".join(f"{k} {v:.3f}" for k, v in summary.items()
+                    if k.startswith(("tau_", "activation_tau_f0")) and not k.endswith("std") and v is not None))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
+from rsis.analysis import FIGURES, TABLES
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +30,9 @@ def _tiny_params() -> dict:
                                     max_objects=4, train=16, val=4, test=6)
     params["model"].update(hidden_dim=16, max_steps=5, image_size=32)
     params["train"].update(epochs=2, batch_size=4, lr_decay_epochs=[1], max_objects=5, device="cpu")
-    params["evaluate"].update(batch_size=4, stop_threshold=0.0)  # untrained stop head: keep every step
-    params["analyze"].update(num_figure_images=3, figure_columns=3)
+    # untrained heads: keep every step, and the faint masks, so that the analyses have sequences to look at
+    params["evaluate"].update(batch_size=4, stop_threshold=0.0, mask_threshold=0.1)
+    params["analyze"].update(figure_images=2, batch_size=4)
     return params
 
 
@@ -70,7 +73,8 @@ def test_every_output_exists(repo):
     assert len(list((root / "outputs/evaluation/instance_maps").glob("test_*_label.png"))) == 6
     assert json.loads((root / "data/raw/manifest.json").read_text())["archives"] == []  # shapes: nothing fetched
     assert (root / "metrics/paper_comparison.md").read_text().startswith("# This run vs. the paper")
-    assert (root / "metrics/figures/sequences.png").stat().st_size > 10_000
+    for name in ("r2l", "b2t", "l2s", "random"):
+        assert (root / f"metrics/figures/sequences_{name}.png").stat().st_size > 10_000
     assert (root / "dvc.lock").is_file()
 
 
@@ -85,7 +89,10 @@ def test_metrics_files(repo):
     analyze = json.loads((root / "metrics/analyze.json").read_text())
     assert {"tau_r2l", "tau_b2t", "tau_l2s", "images_counted", "pairs_r2l", "false_positives", "false_negatives",
             "mean_matched_iou"} <= set(analyze)
-    for name in ("tau_histogram", "consecutive_pairs", "errors"):
+    assert {f"activation_tau_{b}_{m}" for b in ("f0", "f1", "f2", "f3", "f4") for m in ("before", "after")} <= set(analyze)
+    activations = pd.read_csv(root / "metrics/analysis/activations.csv")
+    assert len(activations) == 10 and set(activations["model"]) == {"before", "after"}
+    for name in ("tau_histogram", "consecutive_pairs", "errors", "activation_taus", "activations", "sequences_random"):
         with Image.open(root / f"metrics/figures/{name}.png") as im:
             assert im.size[0] > 300 and im.size[1] > 200
     steps = pd.read_csv(root / "metrics/analysis/errors_by_step.csv")
@@ -131,16 +138,88 @@ def test_mlflow_has_one_run_per_stage(repo):
     assert "segm.AP50" in by_stage["evaluate"].data.metrics
     assert len(by_stage["train"].data.tags["git_revision"]) == 40
     artifacts = [a.path for a in client.list_artifacts(by_stage["analyze"].info.run_id, "figures")]
-    assert sorted(artifacts) == ["figures/consecutive_pairs.png", "figures/errors.png", "figures/sequences.png",
-                                 "figures/tau_histogram.png"]
+    assert sorted(artifacts) == sorted(f"figures/{name}" for name in FIGURES)
     tables = [a.path for a in client.list_artifacts(by_stage["analyze"].info.run_id, "tables")]
-    assert len(tables) == 4
+    assert sorted(tables) == sorted(f"tables/{name}" for name in TABLES)
 
 
 def test_dvc_plots_show_renders_every_plot(repo):
     root, env = repo
     _run(["dvc", "plots", "show"], root, env)
     html = (root / "dvc_plots/index.html").read_text()
-    for name in ("sequences.png", "tau_histogram.png", "consecutive_pairs.png", "errors.png", "loss",
-                 "false_positives_by_step", "iou_vs_size"):
+    for name in (*FIGURES, "loss", "false_positives_by_step", "iou_vs_size", "activation_tau"):
         assert name in html, name
+
+
+def test_plots_diff_between_two_experiments_shows_both_versions(repo):
+    """Runs last: two experiments change the workspace's analysis outputs."""
+    root, env = repo
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "baseline results"], root, env)
+    for name, threshold, seed in (("pairs-10", "0.1", "1"), ("pairs-30", "0.3", "2")):
+        _run(["dvc", "exp", "run", "-n", name, "-S", f"analyze.pair_threshold={threshold}", "-S",
+              f"analyze.seed={seed}"], root, env)
+    shown = _run(["dvc", "exp", "show", "--csv"], root, env).stdout
+    assert "pairs-10" in shown and "pairs-30" in shown
+    _run(["dvc", "plots", "diff", "pairs-10", "pairs-30", "-o", "diff_plots"], root, env)
+    html = (root / "diff_plots/index.html").read_text()
+    static = sorted(p.name for p in (root / "diff_plots/static").iterdir())
+    for figure in FIGURES:
+        versions = [name for name in static if name.endswith(figure.replace("/", "_"))]
+        assert {"pairs-10", "pairs-30"} <= {v.split("_")[0] for v in versions}, (figure, static)
+        assert all(v in html for v in versions)
+
+
+def _exp_metrics(node, found: dict) -> dict:
+    """name -> (params, metrics) of every experiment in `dvc exp show --json` output."""
+    if isinstance(node, dict):
+        data = node.get("data")
+        if node.get("name") and isinstance(data, dict) and "metrics" in data:
+            params = {k: v for f in (data.get("params") or {}).values() for k, v in (f.get("data") or {}).items()}
+            metrics = {path: f.get("data") for path, f in (data.get("metrics") or {}).items()}
+            found[node["name"]] = (params, metrics)
+        for value in node.values():
+            _exp_metrics(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _exp_metrics(value, found)
+    return found
+
+
+def test_four_queued_experiments_on_two_workers_keep_their_own_metrics(repo):
+    """dvc queue start -j 2: every experiment lands in `dvc exp show` and as its own MLflow runs,
+    with the metrics its own run computed (runs after the plots-diff test, on its baseline)."""
+    root, env = repo
+    seeds = {f"seed-{s}": s for s in (11, 12, 13, 14)}
+    for name, seed in seeds.items():
+        _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.seed={seed}"], root, env)
+    _run(["dvc", "queue", "start", "-j", "2"], root, env)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = _run(["dvc", "queue", "status"], root, env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(3)
+    assert status.count("Success") >= 4, status
+    found = _exp_metrics(json.loads(_run(["dvc", "exp", "show", "--json"], root, env).stdout), {})
+    assert set(seeds) <= set(found), sorted(found)
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rsis").experiment_id], max_results=1000)
+    aps = set()
+    for name, seed in seeds.items():
+        params, metrics = found[name]
+        assert params["train"]["seed"] == seed
+        mine = [r for r in runs if r.data.tags.get("dvc_experiment") == name]
+        assert sorted(r.data.tags["stage"] for r in mine) == ["analyze", "evaluate", "train"], name
+        by_stage = {r.data.tags["stage"]: r for r in mine}
+        assert all(r.info.status == "FINISHED" for r in mine)
+        assert by_stage["train"].data.params["train.seed"] == str(seed)
+        evaluate = metrics["metrics/evaluate.json"]
+        assert by_stage["evaluate"].data.metrics["segm.AP"] == pytest.approx(evaluate["segm"]["AP"])
+        assert by_stage["train"].data.metrics["best_val_loss"] == pytest.approx(
+            metrics["metrics/train.json"]["best_val_loss"])
+        aps.add(round(metrics["metrics/train.json"]["best_val_loss"], 6))
+    assert len(aps) == len(seeds), "different seeds should give different validation losses"
