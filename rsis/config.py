@@ -166,6 +166,7 @@ class VocConfig:
 class DataConfig:
     dataset: Literal["shapes", "leaves", "voc", "cvppp", "cityscapes", "coco"]
     seed: int
+    on_error: Literal["stop", "skip"]  # a bad image or annotation: stop converting, or leave it out and report it
     shapes: ShapesConfig
     leaves: LeavesConfig
     voc: VocConfig
@@ -308,13 +309,15 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class AnalyzeConfig:
-    num_figure_images: int
-    figure_columns: int
+    figure_images: int  # images per qualitative figure (best per strategy, random) and in activations.png
+    seed: int  # which images the "random" figures show
     pair_threshold: float  # the consecutive-pair rule: a shift of more than this share of the image (15%)
     min_pair_count: int  # category pairs seen fewer times are left out of the pair chart (paper: 20)
+    activation_block: Literal["f0", "f1", "f2", "f3", "f4"]  # encoder block whose maps activations.png shows (paper, Figure 8: f0)
+    batch_size: int  # images per encoder forward pass
 
     def __post_init__(self) -> None:
-        _check_positive(self, "num_figure_images", "figure_columns", "min_pair_count")
+        _check_positive(self, "figure_images", "min_pair_count", "batch_size")
         if not 0.0 <= self.pair_threshold <= 1.0:
             raise ConfigError(f"analyze.pair_threshold must be in [0, 1], got {self.pair_threshold}")
 

@@ -61,7 +61,8 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
         values = {k: float(v.detach()) for k, v in losses.items()}  # one host sync per batch, for logging
         total_value = float(total.detach())
         if not math.isfinite(total_value):
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {values}")
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {values}; training stopped before "
+                                     f"this step, the checkpoints are from the last good epoch")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

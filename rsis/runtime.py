@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -49,13 +50,24 @@ def git_revision() -> str:
         return "unknown"
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); user errors (bad params, missing inputs) print one clear line and
-    exit 2 instead of a traceback. Anything else propagates with its traceback."""
-    from rsis.config import ConfigError
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(). SIGTERM (``kill``, a scheduler's stop) exits through the normal
+    unwinding, so temporary files are removed and the MLflow run is marked failed; outputs are
+    only ever replaced whole (rsis.io). User errors (bad params, bad data, missing inputs, a
+    non-finite loss, a failed download) print one clear line and exit 2 instead of a traceback; anything else
+    propagates with its traceback."""
+    from rsis.config import ConfigError, load_all
+    from rsis.datasets.download import DownloadError
+    from rsis.datasets.record import DataError
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        load_all()  # every section, whichever the stage reads: a bad value fails before any stage works
         main()
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, DownloadError, FileNotFoundError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -14,6 +14,7 @@ was never interrupted (on CPU).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from rsis.datasets.coco_format import annotation_file
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.engine import train_one_epoch, validation_loss
 from rsis.io import atomic_path
-from rsis.model import RSIS
+from rsis.model import RSIS, initial_model
 from rsis.runtime import git_revision, seed_everything, select_device
 
 HISTORY_FILE = "train_history.csv"
@@ -117,7 +118,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
     seed_everything(cfg.seed)
     train_loader, val_loader, sampler = build_loaders(paths, model_cfg, cfg, dist)
     num_classes = train_loader.dataset.num_classes
-    net = RSIS(model_cfg, num_classes).to(device)
+    net = initial_model(model_cfg, num_classes, cfg.seed).to(device)
     if cfg.channels_last and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(net, cfg)
@@ -158,6 +159,9 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
             val = validation_loss(net, criterion, val_loader, device, weights, steps=state.steps, amp=cfg.amp,
                                   channels_last=cfg.channels_last)
         val = distributed.broadcast_from_main(dist, val)
+        if not math.isfinite(val["total"]):  # diverged weights: keep last.pt and best.pt as they are
+            raise FloatingPointError(f"non-finite validation loss at epoch {epoch}: {val}; the checkpoints in "
+                                     f"{models_dir} are from the last good epoch (lower the learning rates)")
 
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
                **{f"val_{k}": v for k, v in val.items()}, "lr_encoder": lr_encoder, "lr_decoder": lr_decoder,

@@ -74,7 +74,7 @@ def eval_cfg() -> EvaluateConfig:
 
 @pytest.fixture
 def data_cfg(shapes_cfg: ShapesConfig) -> DataConfig:
-    return DataConfig(dataset="shapes", seed=3, shapes=shapes_cfg, leaves=LEAVES, voc=VOC, cvppp=CVPPP, cityscapes=CITYSCAPES, coco=COCO)
+    return DataConfig(dataset="shapes", seed=3, on_error="stop", shapes=shapes_cfg, leaves=LEAVES, voc=VOC, cvppp=CVPPP, cityscapes=CITYSCAPES, coco=COCO)
 
 
 def replace(obj, **changes):

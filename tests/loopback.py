@@ -1,6 +1,6 @@
 """A loopback HTTP file server for download tests: serves a folder, honours ``Range: bytes=N-``
 (206), counts requests, and can be told to cut the next response short to simulate a dropped
-connection."""
+connection, or to stall mid-body so that a client can be killed during a transfer."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ class LoopbackServer:
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.cut_after: int | None = None  # bytes of body to send before dropping the next response
         self.honour_range = True
+        self.stall_after: int | None = None  # bytes to send before the response hangs (until shutdown)
+        self.stalled = threading.Event()  # set once a response has stalled
+        self.closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +53,12 @@ class LoopbackServer:
                     self.wfile.flush()
                     self.connection.shutdown(2)  # the client sees a truncated body
                     return
+                if server.stall_after is not None:
+                    self.wfile.write(body[:server.stall_after])
+                    self.wfile.flush()
+                    server.stalled.set()
+                    server.closing.wait(60)  # the client is mid-transfer now
+                    return
                 self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -67,5 +76,6 @@ def serve(root: Path) -> Iterator[LoopbackServer]:
     try:
         yield server
     finally:
+        server.closing.set()
         server.httpd.shutdown()
         server.httpd.server_close()

@@ -14,6 +14,7 @@ from conftest import COCO
 from rsis.config import CocoSplit
 from rsis.datasets.coco_format import decode_mask, encode_mask
 from rsis.datasets.convert import convert
+from rsis.datasets.record import DataError
 from rsis.datasets.sources import download
 
 CATEGORIES = [{"id": 7, "name": "zebra"}, {"id": 3, "name": "ant"}]  # renumbered by id: ant -> 1, zebra -> 2
@@ -53,7 +54,7 @@ def test_coco_json_converts_polygons_rle_and_crowd(tmp_path, data_cfg):
     manifest = download(cfg, tmp_path / "raw")
     assert [a["file"] for a in manifest["archives"]] == [cfg.coco.train.json, cfg.coco.val.json, cfg.coco.test.json]
     stats = convert(cfg, tmp_path / "data", tmp_path / "raw")
-    assert stats["train"] == {"images": 2, "instances": 2}  # the image without instances is kept
+    assert stats["train"] == {"images": 2, "instances": 2, "without_instances": 1, "skipped": 0}  # kept, counted
     doc = json.loads((tmp_path / "data/train.json").read_text())
     assert doc["categories"] == [{"id": 1, "name": "ant"}, {"id": 2, "name": "zebra"}]
     by_cat = {a["category_id"]: a for a in doc["annotations"] if not a["iscrowd"]}
@@ -67,7 +68,7 @@ def test_coco_json_converts_polygons_rle_and_crowd(tmp_path, data_cfg):
 def test_missing_image_names_the_json_and_the_file(tmp_path, data_cfg):
     cfg = _cfg(data_cfg, tmp_path / "src")
     (Path(cfg.coco.val.images) / "a.png").unlink()
-    with pytest.raises(FileNotFoundError, match=r"val.json: image a.png \(id 5\) not found"):
+    with pytest.raises(DataError, match=r"val/a.png: image file missing \(image id 5 in .*val.json\)"):
         convert(cfg, tmp_path / "data", tmp_path / "raw")
     assert not (tmp_path / "data").exists()
 

@@ -18,32 +18,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
-from rsis.config import DataConfig, from_dict
-from rsis.datasets.convert import convert
+from projects import stage_env as _env
+from projects import tiny_project as _project
 
 pytestmark = pytest.mark.slow
-
-
-def _project(root: Path, **train_changes) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["shapes"].update(image_size=64, min_object_size=12, max_object_size=30, min_visible_pixels=20,
-                                    max_objects=4, train=32, val=4, test=4)
-    params["model"].update(hidden_dim=16, max_steps=5, image_size=32)
-    params["train"].update({"epochs": 6, "batch_size": 4, "lr_decay_epochs": [4], "max_objects": 5, "device": "cpu",
-                            **train_changes})
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "presets", root / "presets")
-    convert(from_dict(DataConfig, params["data"], "data"), root / "data/converted")
-    return root
-
-
-def _env() -> dict:
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
-    env.pop("DVC_ROOT", None)
-    return env
 
 
 def _train(root: Path, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -60,8 +60,9 @@ def write_split(records: Iterable[InstanceRecord], root: Path, split: str, categ
         "categories": [{"id": i, "name": name} for i, name in enumerate(categories, start=1)],
     }
     write_json(root / f"{split}.json", coco)
+    with_instances = {a["image_id"] for a in annotations if not a["iscrowd"]}
     n_instances = sum(1 for a in annotations if not a["iscrowd"])
-    return {"images": len(images), "instances": n_instances}
+    return {"images": len(images), "instances": n_instances, "without_instances": len(images) - len(with_instances)}
 
 
 def _annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray, iscrowd: int) -> dict[str, Any]:

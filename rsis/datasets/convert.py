@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from rsis.config import DataConfig
 from rsis.datasets import cityscapes, coco_json, cvppp, leaves, shapes, voc
 from rsis.datasets.coco_format import write_split
-from rsis.datasets.record import InstanceRecord
-from rsis.io import atomic_directory
+from rsis.datasets.record import DataError, InstanceRecord
+from rsis.io import atomic_directory, write_json
 
 SPLITS = ("train", "val", "test")
+SKIPPED_REPORT = "skipped.json"  # per split, the bad items left out under data.on_error = skip
 CHALLENGE = "challenge"  # unlabelled test images (CVPPP): predicted and written for submission only
 
 
-def _splits(cfg: DataConfig, raw: Path) -> tuple[tuple[str, ...], dict[str, tuple[Iterable[InstanceRecord], int]]]:
-    """The dataset's category names and, per split, its records and their count."""
+def _splits(cfg: DataConfig, raw: Path, skipped: dict[str, list[dict[str, str]]]
+            ) -> tuple[tuple[str, ...], dict[str, tuple[Iterable[InstanceRecord], int]]]:
+    """The dataset's category names and, per split, its records and their count; items left out
+    under ``data.on_error = skip`` are appended to ``skipped[split]``."""
     if cfg.dataset == "shapes":
         return cfg.shapes.classes, {s: (shapes.generate_split(cfg.shapes, cfg.seed, s), getattr(cfg.shapes, s))
                                     for s in SPLITS}
@@ -46,8 +51,8 @@ def _splits(cfg: DataConfig, raw: Path) -> tuple[tuple[str, ...], dict[str, tupl
             if coco_json.category_names(coco) != classes:
                 raise ValueError(f"{sources[s].json}: categories {list(coco_json.category_names(coco))} differ from "
                                  f"the train split's {list(classes)}")
-        return classes, {s: (coco_json.load_records(cocos[s], sources[s].json, sources[s].images),
-                             len(cocos[s].getImgIds())) for s in SPLITS}
+        return classes, {s: (coco_json.load_records(cocos[s], sources[s].json, sources[s].images, cfg.on_error,
+                                                    skipped[s]), len(cocos[s].getImgIds())) for s in SPLITS}
     raise ValueError(f"data.dataset = {cfg.dataset!r}: no converter")  # the params schema prevents this
 
 
@@ -55,9 +60,23 @@ def convert(cfg: DataConfig, out_dir: str | Path, raw: str | Path = "data/raw") 
     """Write every split of ``cfg.dataset`` to ``out_dir`` (replaced atomically on success),
     reading downloaded datasets from ``raw`` (what the download stage unpacked).
 
-    Returns per-split counts of images and instances.
+    Returns per split the counts of images, instances, images without instances and items
+    skipped as bad (``data.on_error = skip``; each listed with its reason in <out_dir>/skipped.json).
+    A split left without images is an error: nothing is replaced.
     """
-    classes, splits = _splits(cfg, Path(raw))
+    skipped: dict[str, list[dict[str, str]]] = defaultdict(list)
+    classes, splits = _splits(cfg, Path(raw), skipped)
     with atomic_directory(out_dir) as tmp:
-        return {split: write_split(records, tmp, split, classes, total=total)
-                for split, (records, total) in splits.items()}
+        stats = {}
+        for split, (records, total) in splits.items():
+            stats[split] = {**write_split(records, tmp, split, classes, total=total), "skipped": len(skipped[split])}
+            if stats[split]["images"] == 0:
+                reason = f"split {split!r} has no images" + (f" ({len(skipped[split])} skipped as bad, first: "
+                                                             f"{skipped[split][0]['path']}: {skipped[split][0]['reason']})"
+                                                             if skipped[split] else "")
+                raise DataError(Path(out_dir) / f"{split}.json", reason)
+        write_json(tmp / SKIPPED_REPORT, {split: skipped[split] for split in splits})
+    for split, items in skipped.items():
+        for item in items:
+            print(f"skipped ({split}): {item['path']}: {item['reason']}", file=sys.stderr)
+    return stats

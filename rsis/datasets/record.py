@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+
+
+class DataError(ValueError):
+    """One bad input item (an image or an annotation): names the file and what is wrong with it."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def guarded(items: Iterable[T], load: Callable[[T], InstanceRecord], on_error: str,
+            skipped: list[dict[str, str]]) -> Iterator[InstanceRecord]:
+    """``load`` each item; a :class:`DataError` stops the conversion (``on_error = stop``) or is
+    recorded in ``skipped`` as {path, reason} and the item left out (``skip``)."""
+    for item in items:
+        try:
+            yield load(item)
+        except DataError as exc:
+            if on_error != "skip":
+                raise
+            skipped.append({"path": exc.path, "reason": exc.reason})
 
 
 @dataclass(frozen=True)

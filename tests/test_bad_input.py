@@ -1,0 +1,170 @@
+"""Bad data and bad params: every bad item is named with its file and reason, conversion stops
+(or skips and reports, per data.on_error), and a bad params value stops a stage before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import COCO
+from projects import run_stage, tiny_params, tiny_project, write_params
+from rsis.config import CocoSplit
+from rsis.datasets.coco_format import encode_mask
+from rsis.datasets.convert import SKIPPED_REPORT, convert
+from rsis.datasets.record import DataError
+
+SQUARE = [[2, 2, 8, 2, 8, 6, 2, 6]]
+
+
+def _png(path: Path, h: int = 16, w: int = 20, value: int = 90) -> bytes:
+    Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def _ann(ann_id: int, image_id: int, segmentation, category_id: int = 1) -> dict:
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0, "area": 24.0,
+            "bbox": [2, 2, 6, 4], "segmentation": segmentation}
+
+
+def _bad_split(root: Path, name: str) -> CocoSplit:
+    """One good image, one without instances, and six bad ones, one per kind of fault."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    _png(folder / "good.png")
+    _png(folder / "empty.png")
+    (folder / "truncated.png").write_bytes(_png(folder / "truncated.png")[:60])
+    (folder / "corrupt.png").write_bytes(b"\x89PNG not really an image" * 4)
+    _png(folder / "small.png", 10, 10)
+    _png(folder / "rle.png")
+    _png(folder / "classy.png")
+    images = [(1, "truncated.png"), (2, "good.png"), (3, "corrupt.png"), (4, "small.png"), (5, "rle.png"),
+              (6, "missing.png"), (7, "classy.png"), (8, "empty.png")]
+    doc = {"images": [{"id": i, "file_name": f, "height": 16, "width": 20} for i, f in images],
+           "annotations": [_ann(1, 1, SQUARE), _ann(2, 2, SQUARE), _ann(3, 3, SQUARE), _ann(4, 4, SQUARE),
+                           _ann(5, 5, encode_mask(np.ones((8, 8), bool))),  # RLE of another size
+                           _ann(6, 6, SQUARE), _ann(7, 7, SQUARE, category_id=99)],
+           "categories": [{"id": 1, "name": "thing"}]}
+    (root / f"{name}.json").write_text(json.dumps(doc))
+    return CocoSplit(json=str(root / f"{name}.json"), images=str(folder))
+
+
+def _good_split(root: Path, name: str) -> CocoSplit:
+    folder = root / name
+    folder.mkdir(parents=True)
+    _png(folder / "good.png")
+    doc = {"images": [{"id": 1, "file_name": "good.png", "height": 16, "width": 20}],
+           "annotations": [_ann(1, 1, SQUARE)], "categories": [{"id": 1, "name": "thing"}]}
+    (root / f"{name}.json").write_text(json.dumps(doc))
+    return CocoSplit(json=str(root / f"{name}.json"), images=str(folder))
+
+
+def _cfg(data_cfg, root: Path, on_error: str, train=None):
+    coco = dataclasses.replace(COCO, train=train or _bad_split(root, "train"), val=_good_split(root, "val"),
+                               test=_good_split(root, "test"))
+    return dataclasses.replace(data_cfg, dataset="coco", coco=coco, on_error=on_error)
+
+
+EXPECTED_REASONS = {  # file -> what the report must say about it
+    "truncated.png": "unreadable image",
+    "corrupt.png": "unreadable image",
+    "small.png": "is 10x10 but image id 4",
+    "rle.png": "is a 8x8 mask on a 16x20 image",
+    "missing.png": "image file missing",
+    "classy.png": "category_id 99",
+}
+
+
+def test_skip_leaves_out_each_bad_item_and_reports_its_file_and_reason(tmp_path, data_cfg):
+    cfg = _cfg(data_cfg, tmp_path / "src", "skip")
+    stats = convert(cfg, tmp_path / "out", tmp_path / "raw")
+    assert stats["train"] == {"images": 2, "instances": 1, "without_instances": 1, "skipped": 6}
+    report = json.loads((tmp_path / "out" / SKIPPED_REPORT).read_text())
+    assert report["val"] == [] and len(report["train"]) == 6
+    for item in report["train"]:
+        name = Path(item["path"]).name
+        assert EXPECTED_REASONS[name] in item["reason"], item
+    assert {Path(i["path"]).name for i in report["train"]} == set(EXPECTED_REASONS)
+
+
+def test_stop_raises_on_the_first_bad_item_and_keeps_the_previous_output(tmp_path, data_cfg):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "previous.json").write_text("{}")
+    with pytest.raises(DataError, match=r"truncated\.png: unreadable image"):
+        convert(_cfg(data_cfg, tmp_path / "src", "stop"), out, tmp_path / "raw")
+    assert (out / "previous.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]  # no temporary folder left
+
+
+def test_an_empty_split_is_an_error_even_when_skipping(tmp_path, data_cfg):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "nothing").mkdir()
+    (src / "nothing.json").write_text(json.dumps({"images": [], "annotations": [],
+                                                  "categories": [{"id": 1, "name": "thing"}]}))
+    cfg = _cfg(data_cfg, src, "skip", train=CocoSplit(json=str(src / "nothing.json"), images=str(src / "nothing")))
+    with pytest.raises(DataError, match="split 'train' has no images"):
+        convert(cfg, tmp_path / "out", tmp_path / "raw")
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"images": 3}'])
+def test_an_invalid_coco_json_is_named(tmp_path, data_cfg, text):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "broken.json").write_text(text)
+    cfg = _cfg(data_cfg, src, "stop", train=CocoSplit(json=str(src / "broken.json"), images=str(src)))
+    with pytest.raises(DataError, match=r"broken\.json: not a COCO instances JSON"):
+        convert(cfg, tmp_path / "out", tmp_path / "raw")
+
+
+def test_the_convert_stage_reports_bad_data_in_one_line_and_exits_2(tmp_path):
+    root = tiny_project(tmp_path / "p")
+    before = (root / "data/converted/train.json").read_bytes()
+    src = root / "src"
+    src.mkdir()
+    splits = {"train": _bad_split(src, "train"), "val": _good_split(src, "val"), "test": _good_split(src, "test")}
+    params = tiny_params()
+    params["data"].update(dataset="coco", on_error="stop")
+    params["data"]["coco"] = {s: {"json": c.json, "images": c.images} for s, c in splits.items()}
+    write_params(root, params)
+    result = run_stage(root, "convert")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "truncated.png: unreadable image" in result.stderr.strip().splitlines()[-1]
+    assert (root / "data/converted/train.json").read_bytes() == before
+
+    params["data"]["on_error"] = "skip"
+    write_params(root, params)
+    result = run_stage(root, "convert")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("skipped (train): ") == 6
+    stats = json.loads((root / "metrics/convert.json").read_text())
+    assert stats["train"]["skipped"] == 6 and stats["train"]["images"] == 2
+
+
+BAD_PARAMS = [  # (stage, section, key, value, words the error must contain)
+    ("train", "train", "epochs", "ten", "train.epochs"),
+    ("train", "model", "image_size", -64, "model.image_size"),
+    ("convert", "data", "dataset", "imagenet", "data.dataset"),
+    ("train", None, "preset", "nosuch", "unknown preset 'nosuch'"),
+    ("evaluate", "evaluate", "stop_threshold", 1.5, "evaluate.stop_threshold must be in [0, 1]"),
+    ("convert", "analyze", "pair_threshold", -0.1, "analyze.pair_threshold must be in [0, 1]"),  # another stage's
+    ("train", "train", "batch_size", 0, "train.batch_size"),
+]
+
+
+@pytest.mark.parametrize("stage, section, key, value, words", BAD_PARAMS)
+def test_a_bad_params_value_stops_the_stage_before_any_work(tmp_path, stage, section, key, value, words):
+    root = tiny_project(tmp_path / "p", convert_data=False)
+    params = tiny_params()
+    (params if section is None else params[section])[key] = value
+    write_params(root, params)
+    result = run_stage(root, stage)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: params.yaml") and words in lines[0], result.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["params.yaml", "presets", "stages"]  # nothing written
