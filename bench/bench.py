@@ -1,6 +1,7 @@
-"""Training and inference throughput of RSIS, and where a training step spends its time.
+"""Training and inference throughput of RSIS, where a training step spends its time, and the
+same work done the way users would otherwise do it (bench/compare.py).
 
-    python bench/bench.py [--device cpu|cuda|all] [--out bench]
+    python bench/bench.py [--device cpu|cuda|all] [--out bench]      (make bench)
 
 Configs: the default (params.yaml `model`/`train`) and the paper's Pascal preset (ResNet-101,
 256x256, D=128, T=10, random init). Inputs: shapes images generated into a temporary folder.
@@ -21,13 +22,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from rsis.config import DataConfig, load_section, read_params
+from rsis.config import load_section, read_params
 from rsis.criterion import RSISCriterion, weighted_total
 from rsis.datasets.convert import convert
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.engine import _float, autocast, prepare_images, steps_for, to_device
 from rsis.model import RSIS
-from rsis import matcher as matcher_module
+import compare  # noqa: E402 (bench/compare.py, next to this script)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,16 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-class _TimedMatcher(matcher_module.HungarianMatcher):
-    seconds = 0.0
-
-    def forward(self, mask_logits, targets):
-        start = time.perf_counter()
-        result = super().forward(mask_logits, targets)
-        _TimedMatcher.seconds += time.perf_counter() - start
-        return result
 
 
 def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch.device, batch: int,
@@ -59,7 +50,7 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
         model = model.to(memory_format=torch.channels_last)
     amp = train_cfg.amp
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    criterion = RSISCriterion(_TimedMatcher())
+    criterion = RSISCriterion(compare.TimedMatcher())
     weights = dataclasses.asdict(train_cfg.loss_weights)
 
     def step(images, targets, timings):
@@ -87,7 +78,7 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
     warm = {"forward": 0.0, "matching_and_losses": 0.0, "backward_and_step": 0.0}
     step(*batches[0], warm)
     timings = dict.fromkeys(warm, 0.0)
-    _TimedMatcher.seconds = 0.0
+    compare.TimedMatcher.seconds = 0.0
     for images, targets in batches[1:]:
         step(images, targets, timings)
     train_time = sum(timings.values())
@@ -109,7 +100,7 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
         "train_images_per_s": round(batch * train_steps / train_time, 2),
         "inference_images_per_s": round(batch * infer_steps / infer_time, 2),
         "train_time_share": {k: round(v / train_time, 3) for k, v in timings.items()},
-        "matching_share": round(_TimedMatcher.seconds / train_time, 3),
+        "matching_share": round(compare.TimedMatcher.seconds / train_time, 3),
     }
 
 
@@ -139,7 +130,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = load_section("data", params)
         shapes = dataclasses.replace(data.shapes, train=64, val=1, test=1)
-        convert(DataConfig(dataset="shapes", seed=0, shapes=shapes), Path(tmp) / "shapes")
+        convert(dataclasses.replace(data, dataset="shapes", seed=0, shapes=shapes), Path(tmp) / "shapes")
         for device in devices:
             gpu = device.type == "cuda"
             runs = [("default", model_cfg, train_cfg, 32 if gpu else train_cfg.batch_size, 20 if gpu else 5, 20 if gpu else 5),
@@ -149,19 +140,76 @@ def main() -> None:
                 result = bench_config(name, m, t, Path(tmp) / "shapes", device, batch, train_steps, infer_steps)
                 print(json.dumps(result), flush=True)
                 results.append(result)
+        comparisons = compare_all(devices, model_cfg, train_cfg, Path(tmp) / "shapes")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    document = {"machine": machine(), "results": results}
+    document = {"machine": machine(), "results": results, **comparisons}
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
-    lines = ["# RSIS throughput", "", f"Machine: `{json.dumps(document['machine'])}`", "",
+    (out / "RESULTS.md").write_text(report(document))
+    print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")
+
+
+def compare_all(devices: list[torch.device], model_cfg, train_cfg, data_root: Path) -> dict:
+    """The side-by-side measurements of bench/compare.py on every device."""
+    num_classes = 5  # the shapes dataset: 4 classes + background
+    inference, steps, loading = [], [], []
+    for device in devices:
+        gpu = device.type == "cuda"
+        for size in (128, 256):
+            inference += compare.inference_vs_maskrcnn(model_cfg, num_classes, device, size, batch=8,
+                                                       iters=20 if gpu else 3)
+        for cfg in (model_cfg, dataclasses.replace(model_cfg, image_size=128)):  # 64 (default) and 128 input
+            steps.append(compare.training_step_vs_original(cfg, train_cfg, data_root, device, train_cfg.batch_size,
+                                                           steps=10 if gpu else 4))
+        for workers in (0, 2):
+            for augment in (False, True):
+                rate = compare.loading_throughput(data_root, model_cfg.input_size, train_cfg.max_objects,
+                                                  dataclasses.replace(train_cfg.augment, enabled=augment),
+                                                  train_cfg.batch_size, workers, pin_memory=gpu, batches=6)
+                loading.append({"device": str(device), "workers": workers, "augment": augment,
+                                "images_per_s": round(rate, 1)})
+    return {"inference_vs_maskrcnn": inference, "training_step_vs_original": steps, "data_loading": loading,
+            "repro_stages": compare.repro_breakdown(ROOT / "mlflow.db")}
+
+
+def report(document: dict) -> str:
+    results = document["results"]
+    lines = ["# RSIS throughput (written by `make bench`)", "", f"Machine: `{json.dumps(document['machine'])}`", "",
+             "## RSIS training and inference", "",
              "| config | device | batch | input | backbone | train img/s | inference img/s | matching | losses+matching |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['config']} | {r['device']} | {r['batch']} | {r['input_size']} | {r['backbone']} | "
                      f"{r['train_images_per_s']} | {r['inference_images_per_s']} | {r['matching_share']:.1%} | "
                      f"{r['train_time_share']['matching_and_losses']:.1%} |")
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")
+    lines += ["", "## Inference vs torchvision Mask R-CNN (FPN, random weights, same input, same batch)", "",
+              "| device | backbone | input | RSIS img/s | Mask R-CNN img/s | RSIS / Mask R-CNN | Mask R-CNN detections/img |",
+              "|---|---|---|---|---|---|---|"]
+    for r in document["inference_vs_maskrcnn"]:
+        lines.append(f"| {r['device']} | {r['backbone']} | {r['input']} | {r['rsis_images_per_s']} | "
+                     f"{r['maskrcnn_images_per_s']} | **{r['ratio']}x** | {r['maskrcnn_detections_per_image']} |")
+    lines += ["", "## Training step vs the original code's matching (repeated masks, pure-Python Munkres)", "",
+              "| device | input | T | s/step RSIS | s/step original style | step ratio | matching s RSIS | "
+              "matching s original | matching ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in document["training_step_vs_original"]:
+        lines.append(f"| {r['device']} | {r['input']} | {r['max_steps']} | {r['rsis_step_s']} | "
+                     f"{r['original_style_step_s']} | **{r['step_ratio']}x** | {r['rsis_matching_s']} | "
+                     f"{r['original_style_matching_s']} | {r['matching_ratio']}x |")
+    default = next((r for r in results if r["config"] == "default" and r["device"] == "cpu"), None)
+    lines += ["", "## Data loading vs training consumption", ""]
+    if default:
+        lines.append(f"A default training step consumes {default['train_images_per_s']} images/s on the CPU.")
+        lines.append("")
+    lines += ["| device | workers | augment | loader img/s |", "|---|---|---|---|"]
+    lines += [f"| {r['device']} | {r['workers']} | {r['augment']} | {r['images_per_s']} |" for r in document["data_loading"]]
+    lines += ["", "## `make repro` by stage (latest finished MLflow run of each stage)", ""]
+    if document["repro_stages"]:
+        lines += ["| stage | seconds | git revision |", "|---|---|---|"]
+        lines += [f"| {r['stage']} | {r['seconds']} | {r['git_revision']} |" for r in document["repro_stages"]]
+        lines.append(f"| total | {sum(r['seconds'] for r in document['repro_stages']):.1f} | |")
+    else:
+        lines.append("No MLflow runs found: run `make repro` first.")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
