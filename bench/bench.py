@@ -33,11 +33,6 @@ import compare  # noqa: E402 (bench/compare.py, next to this script)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch.device, batch: int,
                  train_steps: int, infer_steps: int) -> dict:
     torch.manual_seed(0)
@@ -55,20 +50,20 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
 
     def step(images, targets, timings):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
-        _sync(device)
+        compare.sync(device)
         t0 = time.perf_counter()
         with autocast(device, amp):
             outputs = model(images, steps=steps_for(targets, model.max_steps))
-        _sync(device)
+        compare.sync(device)
         t1 = time.perf_counter()
         losses = criterion(_float(outputs), targets)
         total = weighted_total(losses, weights)
-        _sync(device)
+        compare.sync(device)
         t2 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        _sync(device)
+        compare.sync(device)
         t3 = time.perf_counter()
         timings["forward"] += t1 - t0
         timings["matching_and_losses"] += t2 - t1
@@ -87,11 +82,11 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
     images = prepare_images(batches[0][0], device, channels_last)
     with torch.no_grad(), autocast(device, amp):
         model(images)
-        _sync(device)
+        compare.sync(device)
         start = time.perf_counter()
         for _ in range(infer_steps):
             model(images)
-        _sync(device)
+        compare.sync(device)
     infer_time = time.perf_counter() - start
     return {
         "config": name, "device": str(device), "batch": batch, "input_size": list(model_cfg.input_size),

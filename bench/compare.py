@@ -29,18 +29,18 @@ from rsis.matcher import HungarianMatcher
 from rsis.model import RSIS
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
 def _images_per_s(run, images: int, iters: int, device: torch.device) -> float:
     run()  # warm-up
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(iters):
         run()
-    _sync(device)
+    sync(device)
     return images * iters / (time.perf_counter() - start)
 
 
@@ -146,12 +146,12 @@ def training_step_vs_original(model_cfg, train_cfg, data_root: Path, device: tor
             optimizer.step()
 
         step(*batches[0])
-        _sync(device)
+        sync(device)
         type(matcher).seconds = 0.0
         start = time.perf_counter()
         for images, targets in batches[1:]:
             step(images, targets)
-        _sync(device)
+        sync(device)
         elapsed = time.perf_counter() - start
         out[f"{name}_step_s"] = round(elapsed / (len(batches) - 1), 4)
         out[f"{name}_matching_s"] = round(type(matcher).seconds / (len(batches) - 1), 4)
