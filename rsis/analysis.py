@@ -155,11 +155,11 @@ def _activations(paths: PathsConfig, cfg: AnalyzeConfig, images: list[dict[str, 
     _write_csv(rows, tables_dir / "activations.csv", ["block", "model", "label", "tau_mean", "tau_std", "images"])
     draw_activation_taus(rows, figures_dir / "activation_taus.png")
     panels = []
+    block = activations.BLOCKS.index(cfg.activation_block)
     for result in results:
         if result.maps is None:
             continue
         im = images[index[result.image_id]]
-        block = activations.BLOCKS.index(cfg.activation_block)
         panels.append({"image": picture(index[result.image_id]), "masks": im["masks"],
                        **{name: {"map": result.maps[name][block], "activations": result.activations[name][:, block]}
                           for name in activations.MODELS}})

@@ -37,9 +37,7 @@ def draw_sequences(panels: list[dict], path: str | Path, columns: int, title: st
     fig = Figure(figsize=(max(2.6 * columns, 0.09 * len(title)), 2.9 * 2 * rows), dpi=100)
     FigureCanvasAgg(fig)
     if not panels:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.text(0.5, 0.5, "no test image qualifies\n(too few predicted objects)", ha="center", va="center")
-        ax.set_axis_off()
+        _placeholder(fig, "no test image qualifies\n(too few predicted objects)")
     for i, panel in enumerate(panels):
         r, c = divmod(i, columns)
         gt_ax = fig.add_subplot(2 * rows, columns, 2 * r * columns + c + 1)
@@ -58,13 +56,19 @@ def draw_sequences(panels: list[dict], path: str | Path, columns: int, title: st
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    _save(fig, path)
 
 
-def _save(fig: Figure, path: str | Path) -> None:
-    fig.tight_layout()
+def _placeholder(fig: Figure, text: str) -> None:
+    """A figure with nothing to draw still gets written, saying why it is empty."""
+    ax = fig.add_subplot(1, 1, 1)
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+
+
+def _save(fig: Figure, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
+    """Lay out and write atomically, so a failed draw never leaves half a PNG."""
+    fig.tight_layout(rect=rect)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
 
@@ -173,15 +177,16 @@ def draw_activation_taus(rows: list[dict], path: str | Path) -> None:
 def draw_activation_examples(panels: list[dict], block: str, path: str | Path) -> None:
     """Figure 8: per image (columns), the block's channel-mean activation over the image with the
     most (solid) and least (dashed) active predicted object outlined, before and after training
-    (rows); #k is the object's position in the predicted sequence. Each panel: {"image", "masks", "before": {"map", "activations"}, "after": ...}."""
+    (rows); #k is the object's position in the predicted sequence.
+
+    Each panel: {"image", "masks", "before": {"map", "activations"}, "after": {...}}.
+    """
     models = ("before", "after")
     columns = max(2, len(panels))
     fig = Figure(figsize=(2.8 * columns, 2.9 * len(models) + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     if not panels:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.text(0.5, 0.5, "no test image has two or more predicted objects", ha="center", va="center")
-        ax.set_axis_off()
+        _placeholder(fig, "no test image has two or more predicted objects")
     for c, panel in enumerate(panels):
         for r, model in enumerate(models):
             ax = fig.add_subplot(len(models), columns, r * columns + c + 1)
@@ -200,6 +205,4 @@ def draw_activation_examples(panels: list[dict], block: str, path: str | Path) -
                Line2D([], [], color="#42d4f4", linewidth=2, linestyle="dashed", label="least active object")]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle(f"Encoder block {block}: channel-mean activation (bright = high) and the predicted objects", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    _save(fig, path, rect=(0, 0.06, 1, 1))
