@@ -73,9 +73,12 @@ def inference_vs_maskrcnn(model_cfg, num_classes: int, device: torch.device, siz
 
 
 class OriginalStyleMatcher(HungarianMatcher):
-    """The matching as the original code wrote it: for each step, its mask repeated N times and
-    compared with the N ground-truth masks pair by pair, the cost matrix filled on the host, and
-    the assignment from the pure-Python Munkres of the `munkres` package."""
+    """The matching as the original code wrote it: inside the loop over steps, the step's mask of
+    every image repeated once per ground-truth slot (targets zero-padded to the batch's largest N),
+    one soft IoU over the repeated tensors and one host copy of that step's costs; then, per image,
+    the pure-Python Munkres of the `munkres` package. It solves the same problem as
+    HungarianMatcher (the first min(N, T) steps against the N targets), so the two give the same
+    losses and gradients and only their cost differs."""
 
     seconds = 0.0
 
@@ -84,26 +87,30 @@ class OriginalStyleMatcher(HungarianMatcher):
         from munkres import Munkres
 
         start = time.perf_counter()
-        steps = mask_logits.shape[1]
+        batch, steps = mask_logits.shape[:2]
+        slots = max(t["masks"].shape[0] for t in targets)
+        gt = mask_logits.new_zeros(batch, slots, *mask_logits.shape[-2:])  # padded ground truth
+        valid = torch.ones_like(mask_logits[:, 0])
+        for b, target in enumerate(targets):
+            gt[b, : target["masks"].shape[0]] = target["masks"].float()
+            if "ignore" in target:
+                valid[b] = 1.0 - target["ignore"]
+        gt = (gt * valid[:, None]).flatten(2)  # [B, N, H*W]
+        costs = torch.empty(batch, slots, steps)  # on the host, filled one step at a time
+        for t in range(steps):
+            repeated = (mask_logits[:, t].sigmoid() * valid).flatten(1)[:, None].repeat(1, slots, 1)  # [B, N, H*W]
+            inter = (repeated * gt).sum(-1)
+            union = (repeated + gt - repeated * gt).sum(-1).clamp_min(1e-6)
+            costs[:, :, t] = (1.0 - inter / union).cpu()  # a host sync per step
         matches = []
         for b, target in enumerate(targets):
-            masks = target["masks"].float()
-            n = masks.shape[0]
+            n = target["masks"].shape[0]
             t_g = min(n, steps)
             if t_g == 0:
                 empty = torch.empty(0, dtype=torch.long)
                 matches.append((empty, empty))
                 continue
-            valid = 1.0 - target["ignore"]
-            cost = []
-            for t in range(t_g):
-                repeated = mask_logits[b, t].sigmoid().unsqueeze(0).repeat(n, 1, 1)  # [N, H, W]
-                row = []
-                for k in range(n):
-                    p, g = repeated[k] * valid, masks[k] * valid
-                    inter = (p * g).sum()
-                    row.append(float(1.0 - inter / (p + g - p * g).sum().clamp_min(1e-6)))  # a host sync per pair
-                cost.append(row)
+            cost = costs[b, :n, :t_g].T.tolist()  # [T_g][N] Python lists, as the original passed them
             pairs = sorted(Munkres().compute(cost))
             matches.append((torch.tensor([r for r, _ in pairs], dtype=torch.long),
                             torch.tensor([c for _, c in pairs], dtype=torch.long)))
@@ -121,40 +128,62 @@ class TimedMatcher(HungarianMatcher):
         return result
 
 
-def training_step_vs_original(model_cfg, train_cfg, data_root: Path, device: torch.device, batch: int, steps: int
-                              ) -> dict:
-    """Seconds per training step (forward, matching + losses, backward, Adam) with each matcher,
-    on the same batches from the same initial weights."""
+PHASES = ("forward", "matching", "losses", "backward_and_adam")
+
+
+def training_step_vs_original(model_cfg, train_cfg, data_root: Path, device: torch.device, batch: int, steps: int,
+                              label: str = "default") -> dict:
+    """Seconds per training step (forward, matching, losses, backward + Adam) of RSIS and of the same
+    step written the way the original code did it, on the same batches from the same initial weights.
+
+    RSIS unrolls only as many decoder steps as the batch's largest T_g needs plus its stop step (later
+    steps get no gradient) and matches with HungarianMatcher; the original-style step unrolls all T
+    steps, as the original's `for t in range(T)` loop did, and matches with OriginalStyleMatcher.
+    """
     dataset = InstanceDataset(data_root, "train", model_cfg.input_size, train_cfg.max_objects)
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, collate_fn=collate, drop_last=True)
     batches = [b for _, b in zip(range(steps + 1), loader)]
     weights = dataclasses.asdict(train_cfg.loss_weights)
-    out = {"device": str(device), "batch": batch, "input": list(model_cfg.input_size),
-           "max_steps": model_cfg.max_steps, "steps_timed": len(batches) - 1}
-    for name, matcher in (("rsis", TimedMatcher()), ("original_style", OriginalStyleMatcher())):
+    objects = [t["masks"].shape[0] for _, targets in batches[1:] for t in targets]
+    out = {"label": label, "device": str(device), "batch": batch, "input": list(model_cfg.input_size),
+           "max_steps": model_cfg.max_steps, "objects_per_image": round(sum(objects) / len(objects), 1),
+           "steps_timed": len(batches) - 1}
+    variants = (("rsis", TimedMatcher(), steps_for), ("original_style", OriginalStyleMatcher(), lambda _t, m: m))
+    for name, matcher, unroll in variants:
         torch.manual_seed(0)
         model = RSIS(dataclasses.replace(model_cfg, pretrained="none"), dataset.num_classes).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         criterion = RSISCriterion(matcher)
+        timings = dict.fromkeys(PHASES, 0.0)
 
         def step(images, targets):
             images, targets = prepare_images(images, device, False), to_device(targets, device)
-            outputs = model(images, steps=steps_for(targets, model.max_steps))
+            sync(device)
+            t0 = time.perf_counter()
+            outputs = model(images, steps=unroll(targets, model.max_steps))
+            sync(device)
+            t1 = time.perf_counter()
+            matched = type(matcher).seconds
             total = weighted_total(criterion(_float(outputs), targets), weights)
+            sync(device)
+            t2 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
+            sync(device)
+            t3 = time.perf_counter()
+            matching = type(matcher).seconds - matched
+            for phase, seconds in zip(PHASES, (t1 - t0, matching, t2 - t1 - matching, t3 - t2)):
+                timings[phase] += seconds
 
-        step(*batches[0])
-        sync(device)
-        type(matcher).seconds = 0.0
-        start = time.perf_counter()
+        step(*batches[0])  # warm-up
+        timings = dict.fromkeys(PHASES, 0.0)
         for images, targets in batches[1:]:
             step(images, targets)
-        sync(device)
-        elapsed = time.perf_counter() - start
-        out[f"{name}_step_s"] = round(elapsed / (len(batches) - 1), 4)
-        out[f"{name}_matching_s"] = round(type(matcher).seconds / (len(batches) - 1), 4)
+        per_step = {phase: seconds / (len(batches) - 1) for phase, seconds in timings.items()}
+        out[f"{name}_step_s"] = round(sum(per_step.values()), 4)
+        out[f"{name}_phases_s"] = {phase: round(seconds, 4) for phase, seconds in per_step.items()}
+        out[f"{name}_matching_s"] = out[f"{name}_phases_s"]["matching"]
     out["step_ratio"] = round(out["original_style_step_s"] / out["rsis_step_s"], 2)
     out["matching_ratio"] = round(out["original_style_matching_s"] / max(out["rsis_matching_s"], 1e-9), 1)
     return out
