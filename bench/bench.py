@@ -128,7 +128,7 @@ def main() -> None:
         convert(dataclasses.replace(data, dataset="shapes", seed=0, shapes=shapes), Path(tmp) / "shapes")
         for device in devices:
             gpu = device.type == "cuda"
-            runs = [("default", model_cfg, train_cfg, 32 if gpu else train_cfg.batch_size, 20 if gpu else 5, 20 if gpu else 5),
+            runs = [("default", model_cfg, train_cfg, 32 if gpu else train_cfg.batch_size, 20 if gpu else 12, 20 if gpu else 12),
                     ("pascal", pascal_model, pascal_train, pascal_train.batch_size if gpu else 4, 10 if gpu else 2,
                      10 if gpu else 2)]
             for name, m, t, batch, train_steps, infer_steps in runs:
@@ -164,7 +164,7 @@ def compare_all(devices: list[torch.device], model_cfg, train_cfg, data: Path) -
             inference += compare.inference_vs_maskrcnn(model_cfg, num_classes, device, size, batch=8,
                                                        iters=20 if gpu else 3)
         for label, m, t, root in step_configs:
-            steps.append(compare.training_step_vs_original(m, t, root, device, t.batch_size, steps=10 if gpu else 4,
+            steps.append(compare.training_step_vs_original(m, t, root, device, t.batch_size, steps=10 if gpu else 6,
                                                            label=label))
             print(json.dumps(steps[-1]), flush=True)
         for workers in (0, 2):
