@@ -198,14 +198,14 @@ def report(document: dict) -> str:
               "Original style: all T decoder steps unrolled; per step, masks repeated against every zero-padded "
               "ground-truth slot and one host copy; pure-Python Munkres (`munkres`) per image. RSIS: only the "
               "steps the batch's largest T_g + 1 needs; one [T_g, N] soft-IoU matrix per image from one matrix "
-              "product; scipy's linear_sum_assignment. Same batches, same initial weights, same losses.", "",
+              "product; scipy's linear_sum_assignment. Same batches, same initial weights, same losses; the two alternate batch by batch and the figures are medians.", "",
               "| device | data | input | T | objects/img | s/step RSIS | s/step original style | step ratio | "
               "matching s RSIS | matching s original | matching ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in document["training_step_vs_original"]:
         lines.append(f"| {r['device']} | {r['label']} | {r['input']} | {r['max_steps']} | {r['objects_per_image']} | "
                      f"{r['rsis_step_s']} | {r['original_style_step_s']} | **{r['step_ratio']}x** | "
                      f"{r['rsis_matching_s']} | {r['original_style_matching_s']} | {r['matching_ratio']}x |")
-    lines += ["", "Where the time of a step goes (seconds per step):", "",
+    lines += ["", "Where the time of a step goes (median seconds per step of each phase):", "",
               "| device | data | variant | " + " | ".join(compare.PHASES) + " |", "|---|---|---|" + "---|" * len(compare.PHASES)]
     for r in document["training_step_vs_original"]:
         for variant in ("rsis", "original_style"):

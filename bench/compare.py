@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from pathlib import Path
 
@@ -131,6 +132,38 @@ class TimedMatcher(HungarianMatcher):
 PHASES = ("forward", "matching", "losses", "backward_and_adam")
 
 
+class _Trainer:
+    """One model, optimizer and criterion for a variant of the training step, timing its phases."""
+
+    def __init__(self, model_cfg, num_classes: int, device: torch.device, matcher: HungarianMatcher, unroll,
+                 weights: dict) -> None:
+        torch.manual_seed(0)
+        self.model = RSIS(dataclasses.replace(model_cfg, pretrained="none"), num_classes).to(device).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.matcher, self.criterion = matcher, RSISCriterion(matcher)
+        self.device, self.unroll, self.weights = device, unroll, weights
+
+    def step(self, images, targets) -> dict[str, float]:
+        device, seconds = self.device, type(self.matcher)
+        images, targets = prepare_images(images, device, False), to_device(targets, device)
+        sync(device)
+        t0 = time.perf_counter()
+        outputs = self.model(images, steps=self.unroll(targets, self.model.max_steps))
+        sync(device)
+        t1 = time.perf_counter()
+        matched = seconds.seconds
+        total = weighted_total(self.criterion(_float(outputs), targets), self.weights)
+        sync(device)
+        t2 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        sync(device)
+        t3 = time.perf_counter()
+        matching = seconds.seconds - matched
+        return dict(zip(PHASES, (t1 - t0, matching, t2 - t1 - matching, t3 - t2)))
+
+
 def training_step_vs_original(model_cfg, train_cfg, data_root: Path, device: torch.device, batch: int, steps: int,
                               label: str = "default") -> dict:
     """Seconds per training step (forward, matching, losses, backward + Adam) of RSIS and of the same
@@ -139,50 +172,30 @@ def training_step_vs_original(model_cfg, train_cfg, data_root: Path, device: tor
     RSIS unrolls only as many decoder steps as the batch's largest T_g needs plus its stop step (later
     steps get no gradient) and matches with HungarianMatcher; the original-style step unrolls all T
     steps, as the original's `for t in range(T)` loop did, and matches with OriginalStyleMatcher.
+    The two run alternately, batch by batch (which goes first alternates too), and each figure is the
+    median over the timed batches, so drift in a shared machine's speed hits both alike.
     """
     dataset = InstanceDataset(data_root, "train", model_cfg.input_size, train_cfg.max_objects)
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, collate_fn=collate, drop_last=True)
     batches = [b for _, b in zip(range(steps + 1), loader)]
     weights = dataclasses.asdict(train_cfg.loss_weights)
     objects = [t["masks"].shape[0] for _, targets in batches[1:] for t in targets]
+    trainers = {"rsis": _Trainer(model_cfg, dataset.num_classes, device, TimedMatcher(), steps_for, weights),
+                "original_style": _Trainer(model_cfg, dataset.num_classes, device, OriginalStyleMatcher(),
+                                           lambda _targets, max_steps: max_steps, weights)}
+    timings = {name: [] for name in trainers}
+    for i, (images, targets) in enumerate(batches):
+        order = list(trainers) if i % 2 == 0 else list(reversed(trainers))
+        for name in order:
+            phases = trainers[name].step(images, targets)
+            if i > 0:  # batch 0 is the warm-up
+                timings[name].append(phases)
     out = {"label": label, "device": str(device), "batch": batch, "input": list(model_cfg.input_size),
            "max_steps": model_cfg.max_steps, "objects_per_image": round(sum(objects) / len(objects), 1),
            "steps_timed": len(batches) - 1}
-    variants = (("rsis", TimedMatcher(), steps_for), ("original_style", OriginalStyleMatcher(), lambda _t, m: m))
-    for name, matcher, unroll in variants:
-        torch.manual_seed(0)
-        model = RSIS(dataclasses.replace(model_cfg, pretrained="none"), dataset.num_classes).to(device).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        criterion = RSISCriterion(matcher)
-        timings = dict.fromkeys(PHASES, 0.0)
-
-        def step(images, targets):
-            images, targets = prepare_images(images, device, False), to_device(targets, device)
-            sync(device)
-            t0 = time.perf_counter()
-            outputs = model(images, steps=unroll(targets, model.max_steps))
-            sync(device)
-            t1 = time.perf_counter()
-            matched = type(matcher).seconds
-            total = weighted_total(criterion(_float(outputs), targets), weights)
-            sync(device)
-            t2 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            sync(device)
-            t3 = time.perf_counter()
-            matching = type(matcher).seconds - matched
-            for phase, seconds in zip(PHASES, (t1 - t0, matching, t2 - t1 - matching, t3 - t2)):
-                timings[phase] += seconds
-
-        step(*batches[0])  # warm-up
-        timings = dict.fromkeys(PHASES, 0.0)
-        for images, targets in batches[1:]:
-            step(images, targets)
-        per_step = {phase: seconds / (len(batches) - 1) for phase, seconds in timings.items()}
-        out[f"{name}_step_s"] = round(sum(per_step.values()), 4)
-        out[f"{name}_phases_s"] = {phase: round(seconds, 4) for phase, seconds in per_step.items()}
+    for name, rows in timings.items():
+        out[f"{name}_step_s"] = round(statistics.median(sum(r.values()) for r in rows), 4)
+        out[f"{name}_phases_s"] = {p: round(statistics.median(r[p] for r in rows), 4) for p in PHASES}
         out[f"{name}_matching_s"] = out[f"{name}_phases_s"]["matching"]
     out["step_ratio"] = round(out["original_style_step_s"] / out["rsis_step_s"], 2)
     out["matching_ratio"] = round(out["original_style_matching_s"] / max(out["rsis_matching_s"], 1e-9), 1)
