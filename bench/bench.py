@@ -23,11 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsis.config import load_section, read_params
-from rsis.criterion import RSISCriterion, weighted_total
 from rsis.datasets.convert import convert
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import _float, autocast, prepare_images, steps_for, to_device
-from rsis.model import RSIS
+from rsis.engine import autocast, prepare_images, steps_for
 import compare  # noqa: E402 (bench/compare.py, next to this script)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,43 +37,14 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
     dataset = InstanceDataset(data_root, "train", model_cfg.input_size, train_cfg.max_objects)
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, collate_fn=collate, drop_last=True)
     batches = [next(iter(loader))] * (train_steps + 1)
-    model = RSIS(dataclasses.replace(model_cfg, pretrained="none"), dataset.num_classes).to(device)
-    channels_last = train_cfg.channels_last and device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    amp = train_cfg.amp
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    criterion = RSISCriterion(compare.TimedMatcher())
-    weights = dataclasses.asdict(train_cfg.loss_weights)
-
-    def step(images, targets, timings):
-        images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
-        compare.sync(device)
-        t0 = time.perf_counter()
-        with autocast(device, amp):
-            outputs = model(images, steps=steps_for(targets, model.max_steps))
-        compare.sync(device)
-        t1 = time.perf_counter()
-        losses = criterion(_float(outputs), targets)
-        total = weighted_total(losses, weights)
-        compare.sync(device)
-        t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        compare.sync(device)
-        t3 = time.perf_counter()
-        timings["forward"] += t1 - t0
-        timings["matching_and_losses"] += t2 - t1
-        timings["backward_and_step"] += t3 - t2
-
-    model.train()
-    warm = {"forward": 0.0, "matching_and_losses": 0.0, "backward_and_step": 0.0}
-    step(*batches[0], warm)
-    timings = dict.fromkeys(warm, 0.0)
-    compare.TimedMatcher.seconds = 0.0
+    trainer = compare.Trainer(model_cfg, dataset.num_classes, device, compare.TimedMatcher(), steps_for,
+                              dataclasses.asdict(train_cfg.loss_weights), train_cfg.amp, train_cfg.channels_last)
+    model, channels_last, amp = trainer.model, trainer.channels_last, train_cfg.amp
+    trainer.step(*batches[0])  # warm-up
+    timings = dict.fromkeys(compare.PHASES, 0.0)
     for images, targets in batches[1:]:
-        step(images, targets, timings)
+        for phase, seconds in trainer.step(images, targets).items():
+            timings[phase] += seconds
     train_time = sum(timings.values())
 
     model.eval()
@@ -95,7 +64,6 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
         "train_images_per_s": round(batch * train_steps / train_time, 2),
         "inference_images_per_s": round(batch * infer_steps / infer_time, 2),
         "train_time_share": {k: round(v / train_time, 3) for k, v in timings.items()},
-        "matching_share": round(compare.TimedMatcher.seconds / train_time, 3),
     }
 
 
@@ -182,12 +150,12 @@ def report(document: dict) -> str:
     results = document["results"]
     lines = ["# RSIS throughput (written by `make bench`)", "", f"Machine: `{json.dumps(document['machine'])}`", "",
              "## RSIS training and inference", "",
-             "| config | device | batch | input | backbone | train img/s | inference img/s | matching | losses+matching |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| config | device | batch | input | backbone | train img/s | inference img/s | "
+             + " | ".join(compare.PHASES) + " |", "|---|---|---|---|---|---|---|" + "---|" * len(compare.PHASES)]
     for r in results:
         lines.append(f"| {r['config']} | {r['device']} | {r['batch']} | {r['input_size']} | {r['backbone']} | "
-                     f"{r['train_images_per_s']} | {r['inference_images_per_s']} | {r['matching_share']:.1%} | "
-                     f"{r['train_time_share']['matching_and_losses']:.1%} |")
+                     f"{r['train_images_per_s']} | {r['inference_images_per_s']} | "
+                     + " | ".join(f"{r['train_time_share'][p]:.1%}" for p in compare.PHASES) + " |")
     lines += ["", "## Inference vs torchvision Mask R-CNN (FPN, random weights, same input, same batch)", "",
               "| device | backbone | input | RSIS img/s | Mask R-CNN img/s | RSIS / Mask R-CNN | Mask R-CNN detections/img |",
               "|---|---|---|---|---|---|---|"]

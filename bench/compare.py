@@ -25,7 +25,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from rsis.criterion import RSISCriterion, weighted_total
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import _float, prepare_images, steps_for, to_device
+from rsis.engine import _float, autocast, prepare_images, steps_for, to_device
 from rsis.matcher import HungarianMatcher
 from rsis.model import RSIS
 
@@ -132,23 +132,29 @@ class TimedMatcher(HungarianMatcher):
 PHASES = ("forward", "matching", "losses", "backward_and_adam")
 
 
-class _Trainer:
-    """One model, optimizer and criterion for a variant of the training step, timing its phases."""
+class Trainer:
+    """One model, optimizer and criterion for a variant of the training step, timing its phases
+    (PHASES). ``unroll(targets, max_steps)`` gives the decoder steps to run; ``amp`` and
+    ``channels_last`` apply on CUDA only, as in training."""
 
     def __init__(self, model_cfg, num_classes: int, device: torch.device, matcher: HungarianMatcher, unroll,
-                 weights: dict) -> None:
+                 weights: dict, amp: bool = False, channels_last: bool = False) -> None:
         torch.manual_seed(0)
         self.model = RSIS(dataclasses.replace(model_cfg, pretrained="none"), num_classes).to(device).train()
+        self.channels_last = channels_last and device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
         self.matcher, self.criterion = matcher, RSISCriterion(matcher)
-        self.device, self.unroll, self.weights = device, unroll, weights
+        self.device, self.unroll, self.weights, self.amp = device, unroll, weights, amp
 
     def step(self, images, targets) -> dict[str, float]:
         device, seconds = self.device, type(self.matcher)
-        images, targets = prepare_images(images, device, False), to_device(targets, device)
+        images, targets = prepare_images(images, device, self.channels_last), to_device(targets, device)
         sync(device)
         t0 = time.perf_counter()
-        outputs = self.model(images, steps=self.unroll(targets, self.model.max_steps))
+        with autocast(device, self.amp):
+            outputs = self.model(images, steps=self.unroll(targets, self.model.max_steps))
         sync(device)
         t1 = time.perf_counter()
         matched = seconds.seconds
@@ -180,8 +186,8 @@ def training_step_vs_original(model_cfg, train_cfg, data_root: Path, device: tor
     batches = [b for _, b in zip(range(steps + 1), loader)]
     weights = dataclasses.asdict(train_cfg.loss_weights)
     objects = [t["masks"].shape[0] for _, targets in batches[1:] for t in targets]
-    trainers = {"rsis": _Trainer(model_cfg, dataset.num_classes, device, TimedMatcher(), steps_for, weights),
-                "original_style": _Trainer(model_cfg, dataset.num_classes, device, OriginalStyleMatcher(),
+    trainers = {"rsis": Trainer(model_cfg, dataset.num_classes, device, TimedMatcher(), steps_for, weights),
+                "original_style": Trainer(model_cfg, dataset.num_classes, device, OriginalStyleMatcher(),
                                            lambda _targets, max_steps: max_steps, weights)}
     timings = {name: [] for name in trainers}
     for i, (images, targets) in enumerate(batches):
