@@ -183,6 +183,11 @@ class ModelConfig:
     max_steps: int  # decoder steps T at inference
     skip_mode: Literal["concat", "sum", "mul", "none"]
     image_size: int | tuple[int, ...]  # network input: side, or [height, width]
+    # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
+    output_stride: Literal[32, 16] = 32  # 16: the last ResNet stage keeps its input resolution
+    coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
+    canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input
+    head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
 
     def __post_init__(self) -> None:
         _check_positive(self, "hidden_dim", "max_steps")
@@ -206,9 +211,10 @@ class LossWeights:
     cls: float
     stop: float
     box: float
+    bce: float = 0.0  # pixel BCE on matched pairs next to the soft IoU (an extension; paper: 0)
 
     def __post_init__(self) -> None:
-        for name in ("mask", "cls", "stop", "box"):
+        for name in ("mask", "cls", "stop", "box", "bce"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.loss_weights.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -281,9 +287,19 @@ class TrainConfig:
     launcher: Literal["none", "torchrun"]  # torchrun: DDP over nproc_per_node processes
     nproc_per_node: int
     resume: bool  # continue from <models>/last.pt when it was written with the same config
+    # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
+    matching: Literal["hungarian", "greedy", "fixed"] = "hungarian"  # how steps are assigned to targets
+    teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
+    grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
+    threads: int = 0  # torch CPU threads, 0 = torch's default (all cores)
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size", "max_objects", "nproc_per_node")
+        if self.teacher_forcing_epochs < 0 or self.grad_clip < 0 or self.threads < 0:
+            raise ConfigError("train.teacher_forcing_epochs, train.grad_clip and train.threads must be >= 0")
+        if self.teacher_forcing_epochs and self.matching == "hungarian":
+            raise ConfigError("train.teacher_forcing_epochs > 0 needs train.matching greedy or fixed: the Hungarian "
+                              "assignment is known only after the whole sequence, too late to feed a step its canvas")
         if self.batch_size % self.nproc_per_node:
             raise ConfigError(f"train.batch_size ({self.batch_size}) must be divisible by "
                               f"train.nproc_per_node ({self.nproc_per_node}): it is the global batch")
@@ -365,7 +381,7 @@ def apply_preset(raw: dict[str, Any], path: str | Path) -> tuple[dict[str, Any],
                           f"got {overrides!r}")
     raw, where = _with_preset(raw, path)
     if overrides:
-        raw, where = _merge(raw, overrides), f"{where} with overrides"
+        raw, where = merge(raw, overrides), f"{where} with overrides"
     return raw, where
 
 
@@ -383,13 +399,14 @@ def _with_preset(raw: dict[str, Any], path: str | Path) -> tuple[dict[str, Any],
     unknown = sorted(set(overlay) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{file}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
-    return _merge(raw, overlay), f"{path} with preset {name} ({file})"
+    return merge(raw, overlay), f"{path} with preset {name} ({file})"
 
 
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay`` merged in recursively (overlay values win)."""
     merged = dict(base)
     for key, value in overlay.items():
-        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return merged
 
 

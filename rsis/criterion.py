@@ -14,6 +14,8 @@ from rsis.model import RSISOutput
 
 class RSISCriterion(nn.Module):
     """mask: mean (1 - soft IoU) over matched pairs;
+    bce: mean pixel binary cross-entropy over matched pairs (ignored pixels excluded; an extension,
+    the paper has none);
     cls: mean NLL of the matched target class over matched pairs;
     stop: mean BCE over the first T_g + 1 steps of each image (target 1 for t < T_g, 0 at t = T_g;
     no stop target at T_g when all T steps are used by objects);
@@ -24,17 +26,24 @@ class RSISCriterion(nn.Module):
         super().__init__()
         self.matcher = matcher or HungarianMatcher()
 
-    def forward(self, outputs: RSISOutput, targets: list[dict]) -> dict[str, torch.Tensor]:
-        matches = self.matcher(outputs.mask_logits, targets)
+    def forward(self, outputs: RSISOutput, targets: list[dict],
+                matches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+        """``matches``: an assignment made elsewhere (rsis.matcher.StepMatcher); default: Hungarian."""
+        if matches is None:
+            matches = self.matcher(outputs.mask_logits, targets)
         steps = outputs.mask_logits.shape[1]
+        bce_terms = []
         mask_terms, box_terms, class_logits, class_targets, stop_logits, stop_targets = [], [], [], [], [], []
         for b, (target, (rows, cols)) in enumerate(zip(targets, matches)):
             t_g = len(rows)
             if t_g:
                 probs = outputs.mask_logits[b, rows].sigmoid()  # [T_g, H, W]
                 valid = 1.0 - target["ignore"] if "ignore" in target else None
-                iou = soft_iou(probs, target["masks"][cols], valid).diagonal()  # [T_g]
+                gt = target["masks"][cols]  # [T_g, H, W]
+                iou = soft_iou(probs, gt, valid).diagonal()  # [T_g]
                 mask_terms.append(1.0 - iou)
+                bce = F.binary_cross_entropy_with_logits(outputs.mask_logits[b, rows], gt, reduction="none")
+                bce_terms.append((bce * valid).mean((1, 2)) if valid is not None else bce.mean((1, 2)))  # [T_g]
                 class_logits.append(outputs.class_logits[b, rows])  # [T_g, C]
                 class_targets.append(target["labels"][cols])  # [T_g]
                 if "boxes" in target:
@@ -46,6 +55,7 @@ class RSISCriterion(nn.Module):
         zero = outputs.mask_logits.sum() * 0.0  # keeps the graph when a batch has no instances
         losses = {
             "mask": torch.cat(mask_terms).mean() if mask_terms else zero,
+            "bce": torch.cat(bce_terms).mean() if bce_terms else zero,
             "cls": F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets)) if class_logits else zero,
             "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
             "box": torch.cat(box_terms).mean() if box_terms else zero,

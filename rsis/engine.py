@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rsis.criterion import RSISCriterion, weighted_total
+from rsis.matcher import StepMatcher
 from rsis.model import RSISOutput
 
 
@@ -43,20 +44,35 @@ def _float(outputs: RSISOutput) -> RSISOutput:
     return RSISOutput(*(t.float() for t in outputs))
 
 
+def forward_with_loss(model: nn.Module, criterion: RSISCriterion, images: torch.Tensor, targets: list[dict],
+                      steps: int | None, matching: str = "hungarian", forcing: float = 0.0, amp: bool = False
+                      ) -> dict[str, torch.Tensor]:
+    """Unroll and compute the unweighted loss terms. ``matching`` hungarian: one assignment after the
+    unroll; greedy | fixed: a StepMatcher assigns during the unroll, and each image is teacher-forced
+    (its canvas built from the matched ground truth) with probability ``forcing``."""
+    matcher = None
+    if matching != "hungarian":
+        matcher = StepMatcher(targets, matching, torch.rand(images.shape[0]) < forcing)
+    with autocast(images.device, amp):
+        outputs = model(images, steps=steps, feedback=matcher)
+    return criterion(_float(outputs), targets, matches=None if matcher is None else matcher.matches())
+
+
 def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     device: torch.device, weights: dict[str, float], epoch: int, steps: int, amp: bool = False,
-                    channels_last: bool = False, show_progress: bool = True) -> dict[str, float]:
+                    channels_last: bool = False, show_progress: bool = True, matching: str = "hungarian",
+                    forcing: tuple[float, float] = (0.0, 0.0), grad_clip: float = 0.0) -> dict[str, float]:
     """Train for one epoch unrolling at most ``steps`` decoder steps; returns the image-weighted mean
-    of each loss term and the weighted total (this process's share of the data under DDP)."""
+    of each loss term and the weighted total (this process's share of the data under DDP).
+    ``forcing``: teacher-forcing probability at the epoch's start and end (linear in between)."""
     model.train()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=not show_progress)
-    for images, targets in progress:
+    for index, (images, targets) in enumerate(progress):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
-        with autocast(device, amp):
-            outputs = model(images, steps=steps_for(targets, steps))
-        losses = criterion(_float(outputs), targets)
+        p = forcing[0] + (forcing[1] - forcing[0]) * index / max(len(loader), 1)
+        losses = forward_with_loss(model, criterion, images, targets, steps_for(targets, steps), matching, p, amp)
         total = weighted_total(losses, weights)
         values = {k: float(v.detach()) for k, v in losses.items()}  # one host sync per batch, for logging
         total_value = float(total.detach())
@@ -65,6 +81,8 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
                                      f"this step, the checkpoints are from the last good epoch")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         n = images.shape[0]
         seen += n
@@ -78,16 +96,15 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
 @torch.no_grad()
 def validation_loss(model: nn.Module, criterion: RSISCriterion, loader: DataLoader, device: torch.device,
                     weights: dict[str, float], steps: int | None = None, amp: bool = False,
-                    channels_last: bool = False) -> dict[str, float]:
-    """Mean loss terms over a split, with the model unrolled ``steps`` steps (default: max_steps)."""
+                    channels_last: bool = False, matching: str = "hungarian") -> dict[str, float]:
+    """Mean loss terms over a split, with the model unrolled ``steps`` steps (default: max_steps) on
+    its own canvas (no teacher forcing)."""
     model.eval()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     for images, targets in tqdm(loader, desc="validate", unit="batch", leave=False):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
-        with autocast(device, amp):
-            outputs = model(images, steps=steps)
-        losses = criterion(_float(outputs), targets)
+        losses = forward_with_loss(model, criterion, images, targets, steps, matching, 0.0, amp)
         n = images.shape[0]
         seen += n
         for k, v in losses.items():

@@ -53,10 +53,12 @@ def predictions_document(dataset: InstanceDataset, sequences: list[list[Predicte
     }
 
 
-def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", device: str = "auto") -> dict[str, Any]:
-    """Predict ``split``, write paths.predictions, return COCO segm metrics and counts."""
+def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", device: str = "auto",
+             checkpoint: str = CHECKPOINT) -> dict[str, Any]:
+    """Predict ``split`` with ``<paths.models>/<checkpoint>``, write paths.predictions, return COCO
+    segm metrics and counts."""
     device_t = select_device(device)
-    model, state = load_model(Path(paths.models) / CHECKPOINT, device_t)
+    model, state = load_model(Path(paths.models) / checkpoint, device_t)
     dataset = InstanceDataset(paths.data, split, model.input_size)
     if dataset.num_classes != state["num_classes"]:
         raise ValueError(f"{paths.data}/{split}.json has {dataset.num_classes - 1} categories but the checkpoint "
@@ -81,22 +83,26 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
                 raise FileNotFoundError(f"official Cityscapes evaluation: {missing[0]} not found "
                                         f"({len(missing)} of {len(gt_files)} ground-truth files missing under {paths.raw})")
             extra["cityscapes"] = cityscapes_eval.evaluate(gt_files, sequences, names, out / "cityscapes")
+    if [c["name"] for c in dataset.categories] == LEAF_CATEGORIES:
+        extra["cvppp"] = leaf_scores(ground_truth, dataset, maps)
+    return {**score(ground_truth, sequences, dataset), **extra, "checkpoint_epoch": state["epoch"]}
+
+
+def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset: InstanceDataset) -> dict[str, Any]:
+    """COCO segm AP (per class and class-agnostic), bbox AP, per-class AP50, proposal recall and
+    counts of ``sequences`` (one per image of ``dataset``, in order) against ``ground_truth``."""
     scored = without_ignored_pixels(ground_truth, sequences)
     detections = to_coco_detections(scored, dataset.num_classes)
     proposals = to_coco_detections(scored, dataset.num_classes, class_agnostic=True)
-    metrics = evaluate_segm(ground_truth, detections)
-    agnostic = evaluate_segm(ground_truth, proposals, class_agnostic=True)
     bbox = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, iou_type="bbox"),
                          iou_type="bbox")
-    if [c["name"] for c in dataset.categories] == LEAF_CATEGORIES:
-        extra["cvppp"] = leaf_scores(ground_truth, dataset, maps)
     n_pred = sum(len(s) for s in sequences)
     n_gt = sum(len([a for a in anns if not a["iscrowd"]]) for anns in dataset.annotations.values())
-    return {"segm": metrics, "segm_class_agnostic": agnostic, "bbox": bbox,
+    return {"segm": evaluate_segm(ground_truth, detections),
+            "segm_class_agnostic": evaluate_segm(ground_truth, proposals, class_agnostic=True), "bbox": bbox,
             "segm_per_class_AP50": per_class_ap(ground_truth, detections, iou=0.5),
-            "proposals": proposal_recall(ground_truth, proposals), **extra,
-            "counts": {"images": len(dataset), "predicted_instances": n_pred, "gt_instances": n_gt},
-            "checkpoint_epoch": state["epoch"]}
+            "proposals": proposal_recall(ground_truth, proposals),
+            "counts": {"images": len(dataset), "predicted_instances": n_pred, "gt_instances": n_gt}}
 
 
 def without_ignored_pixels(ground_truth: COCO, sequences: list[list[PredictedInstance]]

@@ -52,3 +52,50 @@ class HungarianMatcher(nn.Module):
             rows, cols = linear_sum_assignment(cost.float().cpu().numpy())
             matches.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
         return matches
+
+
+class StepMatcher:
+    """Assigns ground truth to decoder steps one step at a time, during the unroll, and decides the
+    canvas each next step sees. An alternative to the Hungarian matcher (``train.matching``):
+
+    - ``fixed``: step t <-> target t (the dataset sorts targets large-to-small);
+    - ``greedy``: step t <-> the not yet assigned target whose soft IoU with step t's mask is highest.
+
+    As with the Hungarian matcher only the first T_g = min(N, T) steps are assigned. ``forcing``
+    [B] bool marks the images that are teacher-forced: their next step sees the union of the
+    targets assigned so far instead of the model's own canvas. Passed to ``RSIS.forward`` as its
+    ``feedback``; afterwards :meth:`matches` gives the assignment in the Hungarian matcher's format.
+    """
+
+    def __init__(self, targets: list[dict], mode: str, forcing: torch.Tensor) -> None:
+        if mode not in ("fixed", "greedy"):
+            raise ValueError(f"StepMatcher mode must be 'fixed' or 'greedy', got {mode!r}")
+        self.targets, self.mode, self.forcing = targets, mode, forcing
+        self.assigned: list[list[int]] = [[] for _ in targets]
+        self.truth: torch.Tensor | None = None  # [B, 1, H, W] union of the assigned targets
+
+    @torch.no_grad()
+    def __call__(self, step: int, mask_logits: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """mask_logits [B, H, W] of ``step``; own [B, 1, H, W]: the model's canvas. Returns the next canvas."""
+        if self.truth is None:
+            self.truth = torch.zeros_like(own)
+        for b, target in enumerate(self.targets):
+            masks = target["masks"]  # [N, H, W]
+            if step >= masks.shape[0]:
+                continue
+            if self.mode == "fixed":
+                k = step
+            else:
+                valid = 1.0 - target["ignore"] if "ignore" in target else None
+                iou = soft_iou(mask_logits[b:b + 1].float().sigmoid(), masks, valid)[0]  # [N]
+                iou[self.assigned[b]] = -1.0
+                k = int(iou.argmax())
+            self.assigned[b].append(k)
+            if self.forcing[b]:
+                self.truth[b, 0] = torch.maximum(self.truth[b, 0], masks[k].to(own.dtype))
+        return torch.where(self.forcing.view(-1, 1, 1, 1).to(own.device), self.truth, own)
+
+    def matches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image (step_indices [K], target_indices [K]), steps ascending, as HungarianMatcher."""
+        return [(torch.arange(len(a), dtype=torch.long), torch.as_tensor(a, dtype=torch.long))
+                for a in self.assigned]

@@ -10,6 +10,7 @@ or multiply tensors of equal width.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
@@ -63,7 +64,7 @@ def pretrained_state_dict(backbone: str, pretrained: str) -> dict[str, torch.Ten
 class ResNetEncoder(nn.Module):
     """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
 
-    def __init__(self, name: str, pretrained: str = "none") -> None:
+    def __init__(self, name: str, pretrained: str = "none", output_stride: int = 32) -> None:
         super().__init__()
         net = getattr(torchvision.models, name)(weights=None)
         state = pretrained_state_dict(name, pretrained)
@@ -76,6 +77,10 @@ class ResNetEncoder(nn.Module):
                 raise ValueError(f"model.pretrained = {pretrained}: not a {name} state_dict "
                                  f"({len(wrong)} missing, unexpected or mis-shaped tensors, e.g. {wrong[:3]})")
             net.load_state_dict(state, strict=False)
+        if output_stride == 16:  # layer4 without its stride (same weights, so pretrained files still load)
+            block = net.layer4[0]
+            first = block.conv2 if hasattr(block, "conv3") else block.conv1  # the strided conv of the block
+            first.stride, block.downsample[0].stride = (1, 1), (1, 1)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)  # stride 2
         self.pool = net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
@@ -88,7 +93,7 @@ class ResNetEncoder(nn.Module):
         f3 = self.layer1(self.pool(f4))  # [B, 64e, H/4, W/4]
         f2 = self.layer2(f3)  # [B, 128e, H/8, W/8]
         f1 = self.layer3(f2)  # [B, 256e, H/16, W/16]
-        f0 = self.layer4(f1)  # [B, 512e, H/32, W/32]
+        f0 = self.layer4(f1)  # [B, 512e, H/32, W/32] (H/16 with output stride 16)
         return [f0, f1, f2, f3, f4]
 
 
@@ -113,6 +118,27 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
+# Called after every decoder step with (step t, that step's mask logits [B, H, W], the model's own
+# canvas after the step [B, 1, H, W]); returns the canvas the next step sees. Training passes a
+# rsis.matcher.StepMatcher here (per-step assignment and teacher forcing); inference passes none.
+Feedback = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def coordinates(like: torch.Tensor) -> torch.Tensor:
+    """CoordConv channels for a [B, C, h, w] tensor: x and y in [-1, 1], [B, 2, h, w]."""
+    b, _, h, w = like.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=like.device, dtype=like.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=like.device, dtype=like.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # [2, h, w]: x then y
+    return grid.expand(b, 2, h, w)
+
+
+def mask_pool(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Average of ``features`` [B, C, h, w] weighted by ``weights`` [B, 1, H, W] (area-resized): [B, C]."""
+    w = F.interpolate(weights, size=features.shape[-2:], mode="area")  # [B, 1, h, w]
+    return (features * w).sum((2, 3)) / w.sum((2, 3)).clamp_min(1e-6)
+
+
 def initial_model(cfg: ModelConfig, num_classes: int, seed: int) -> RSIS:
     """The network training starts from: weights drawn right after ``torch.manual_seed(seed)``
     (encoder from ``cfg.pretrained`` when set). The analyze stage rebuilds it as "before training"."""
@@ -127,24 +153,26 @@ class RSIS(nn.Module):
         self.max_steps = cfg.max_steps
         self.input_size = cfg.input_size  # (height, width) the data pipeline resizes images to
         self.skip_mode = cfg.skip_mode
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained)
+        self.coord, self.canvas, self.head_pool = cfg.coord, cfg.canvas, cfg.head_pool
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained, cfg.output_stride)
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
             for c_in, c_out in zip(self.encoder.channels, skip_widths)
         )
-        cells = [ConvLSTMCell(skip_widths[0], hidden_widths[0])]
+        extra = 2 * cfg.coord + cfg.canvas  # channels appended to every ConvLSTM input
+        cells = [ConvLSTMCell(skip_widths[0] + extra, hidden_widths[0])]
         for i in range(1, NUM_LAYERS):
             up, skip = hidden_widths[i - 1], skip_widths[i]
             in_ch = up + skip if cfg.skip_mode == "concat" else up
-            cells.append(ConvLSTMCell(in_ch, hidden_widths[i]))
+            cells.append(ConvLSTMCell(in_ch + extra, hidden_widths[i]))
         self.cells = nn.ModuleList(cells)
         self.mask_head = nn.Conv2d(hidden_widths[-1], 1, 3, padding=1)
         # Prior-probability init (as RetinaNet's classifier): masks start near p = 0.12 instead of
         # 0.5 everywhere, where the soft-IoU gradient is weak; training leaves this plateau sooner.
         nn.init.constant_(self.mask_head.bias, MASK_PRIOR_LOGIT)
-        pooled = sum(hidden_widths)
+        pooled = sum(hidden_widths) + (sum(skip_widths) if cfg.head_pool == "max+mask" else 0)
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
@@ -154,24 +182,42 @@ class RSIS(nn.Module):
         encoder = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder]
 
-    def forward(self, images: torch.Tensor, steps: int | None = None) -> RSISOutput:
-        """Unroll ``steps`` decoder steps (default: ``max_steps``) over ``images`` [B, 3, H, W]."""
+    def forward(self, images: torch.Tensor, steps: int | None = None, feedback: Feedback | None = None
+                ) -> RSISOutput:
+        """Unroll ``steps`` decoder steps (default: ``max_steps``) over ``images`` [B, 3, H, W].
+
+        ``feedback`` (training) decides the canvas each next step sees; without it the canvas is
+        the model's own: the running max of its mask probabilities, detached.
+        """
         steps = self.max_steps if steps is None else steps
         skips = [proj(f) for proj, f in zip(self.skips, self.encoder(images))]  # S_0..S_4
+        coords = [coordinates(s) for s in skips] if self.coord else None
         states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * NUM_LAYERS
         masks, classes, stops, boxes = [], [], [], []
-        for _ in range(steps):
+        canvas = own = images.new_zeros(images.shape[0], 1, *images.shape[-2:])  # [B, 1, H, W]
+        for t in range(steps):
             x = skips[0]
             pooled = []
             for i, cell in enumerate(self.cells):
                 if i > 0:
                     x = self._merge(F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear",
                                                   align_corners=False), skips[i])
-                states[i] = cell(x, states[i])
+                inputs = [x]
+                if coords is not None:
+                    inputs.append(coords[i])
+                if self.canvas:
+                    inputs.append(F.interpolate(canvas, size=x.shape[-2:], mode="area"))  # covered share per cell
+                states[i] = cell(torch.cat(inputs, dim=1) if len(inputs) > 1 else x, states[i])
                 x = states[i][0]
                 pooled.append(torch.amax(x, dim=(2, 3)))  # [B, width_i]
             up = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
-            masks.append(self.mask_head(up)[:, 0])  # [B, H, W]
+            mask = self.mask_head(up)  # [B, 1, H, W]
+            masks.append(mask[:, 0])  # [B, H, W]
+            if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
+                weights = mask.detach().sigmoid()
+                pooled += [mask_pool(s, weights) for s in skips]
+            own = torch.maximum(own, mask.detach().sigmoid())
+            canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
             classes.append(self.class_head(features))  # [B, C]
             stops.append(self.stop_head(features)[:, 0])  # [B]

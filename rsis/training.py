@@ -97,11 +97,21 @@ def _resume_state(path: Path, fingerprint: dict[str, Any], cfg: TrainConfig) -> 
     return state
 
 
+def teacher_forcing(epoch: int, epochs: float) -> tuple[float, float]:
+    """Teacher-forcing probability at the start and the end of ``epoch``: 1 at the start of
+    training, falling linearly to 0 after ``epochs`` epochs (scheduled sampling); 0 = never."""
+    if epochs <= 0:
+        return 0.0, 0.0
+    return max(0.0, 1.0 - epoch / epochs), max(0.0, 1.0 - (epoch + 1) / epochs)
+
+
 def fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         log_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train, validating every epoch; write best.pt/last.pt under paths.models (rank 0) and the
     history CSV under paths.metrics. Resumes from last.pt when ``cfg.resume`` and it matches."""
     start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
     dist = distributed.setup(device.type)
     if dist.enabled and device.type == "cuda":
@@ -153,11 +163,13 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         sampler.set_epoch(epoch)  # the shuffle of epoch e depends on (seed, e) only
         torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + dist.rank)  # augmentation randomness likewise
         train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch, state.steps,
-                                amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main)
+                                amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main,
+                                matching=cfg.matching, forcing=teacher_forcing(epoch, cfg.teacher_forcing_epochs),
+                                grad_clip=cfg.grad_clip)
         val = None
         if dist.is_main:
             val = validation_loss(net, criterion, val_loader, device, weights, steps=state.steps, amp=cfg.amp,
-                                  channels_last=cfg.channels_last)
+                                  channels_last=cfg.channels_last, matching=cfg.matching)
         val = distributed.broadcast_from_main(dist, val)
         if not math.isfinite(val["total"]):  # diverged weights: keep last.pt and best.pt as they are
             raise FloatingPointError(f"non-finite validation loss at epoch {epoch}: {val}; the checkpoints in "
@@ -187,7 +199,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
             if log_epoch is not None:
                 log_epoch(epoch, row)
             print(f"epoch {epoch}: train {train['total']:.4f} val {val['total']:.4f} "
-                  f"(mask {val['mask']:.3f} cls {val['cls']:.3f} stop {val['stop']:.3f} box {val['box']:.3f}) "
+                  f"(mask {val['mask']:.3f} bce {val['bce']:.3f} cls {val['cls']:.3f} stop {val['stop']:.3f} box {val['box']:.3f}) "
                   f"{row['epoch_seconds']:.0f}s" + (f"  [{'; '.join(transition.events)}]" if transition.events else ""),
                   flush=True)
 

@@ -1,0 +1,174 @@
+"""The extensions beyond the paper (README "Deviations"): each is one parameter whose paper value
+leaves the model and loss as the paper has them."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from rsis.config import ConfigError, ModelConfig, load_section
+from rsis.criterion import RSISCriterion, weighted_total
+from rsis.engine import forward_with_loss
+from rsis.matcher import StepMatcher
+from rsis.model import RSIS, coordinates, mask_pool
+from rsis.training import teacher_forcing
+from conftest import REPO
+
+PAPER = ModelConfig(backbone="resnet18", pretrained="none", hidden_dim=16, max_steps=4, skip_mode="concat",
+                    image_size=32)
+ALL = dataclasses.replace(PAPER, output_stride=16, coord=True, canvas=True, head_pool="max+mask")
+
+
+def _bands(n: int, size: int = 32) -> torch.Tensor:
+    """n disjoint horizontal bands, [n, size, size]."""
+    masks = torch.zeros(n, size, size)
+    for k in range(n):
+        masks[k, k * size // n:(k + 1) * size // n] = 1.0
+    return masks
+
+
+def _target(masks: torch.Tensor) -> dict:
+    n = masks.shape[0]
+    return {"masks": masks, "labels": torch.ones(n, dtype=torch.long), "boxes": torch.tensor([[0.1, 0.1, 0.9, 0.9]] * n)}
+
+
+def test_teacher_forced_canvas_is_union_of_matched_truth_without_gradient():
+    masks = _bands(3)
+    recorded = []
+
+    class Recorder(StepMatcher):
+        def __call__(self, step, mask_logits, own):
+            canvas = super().__call__(step, mask_logits, own)
+            recorded.append(canvas)
+            return canvas
+
+    torch.manual_seed(0)
+    model = RSIS(ALL, num_classes=2)
+    matcher = Recorder([_target(masks)], "fixed", torch.tensor([True]))
+    model(torch.randn(1, 3, 32, 32), steps=4, feedback=matcher)
+    for t, canvas in enumerate(recorded):
+        expected = masks[: t + 1].amax(0) if t < 3 else masks.amax(0)  # step 3 has no target: unchanged
+        assert torch.equal(canvas[0, 0], expected)
+        assert not canvas.requires_grad
+    assert [c.tolist() for c in matcher.matches()[0]] == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_unforced_canvas_is_the_models_own_running_max():
+    matcher = StepMatcher([_target(_bands(2))], "fixed", torch.tensor([False]))
+    own = torch.rand(1, 1, 32, 32)
+    assert torch.equal(matcher(0, torch.zeros(1, 32, 32), own), own)
+
+
+def test_greedy_matching_follows_the_masks_and_never_repeats_a_target():
+    masks = _bands(3)
+    matcher = StepMatcher([_target(masks)], "greedy", torch.tensor([False]))
+    own = torch.zeros(1, 1, 32, 32)
+    for step, k in enumerate([2, 2, 0]):  # the model repeats target 2: the second time it gets another one
+        matcher(step, (masks[k] * 2 - 1)[None] * 20, own)
+    rows, cols = matcher.matches()[0]
+    assert rows.tolist() == [0, 1, 2] and cols[0] == 2 and cols[2] == 0 and sorted(cols.tolist()) == [0, 1, 2]
+
+
+def test_canvas_reaches_later_steps_only():
+    torch.manual_seed(0)
+    model = RSIS(dataclasses.replace(PAPER, canvas=True), num_classes=2).eval()
+    images = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        empty = model(images, steps=3, feedback=lambda t, logits, own: torch.zeros_like(own))
+        full = model(images, steps=3, feedback=lambda t, logits, own: torch.ones_like(own))
+    assert torch.equal(empty.mask_logits[:, 0], full.mask_logits[:, 0])
+    assert not torch.allclose(empty.mask_logits[:, 1], full.mask_logits[:, 1])
+
+
+def test_paper_values_build_the_paper_network():
+    """With every switch at its paper value the decoder's inputs and heads have the paper's widths."""
+    model = RSIS(PAPER, num_classes=3)
+    assert model.cells[0].gates.in_channels == 16 + 16  # S_0 + hidden
+    assert model.class_head.in_features == 16 + 8 + 4 + 2 + 1
+    extended = RSIS(ALL, num_classes=3)
+    assert extended.cells[0].gates.in_channels == 16 + 3 + 16  # + x, y, canvas
+    assert extended.class_head.in_features == 31 + (16 + 16 + 8 + 4 + 2)
+
+
+def test_output_stride_16_halves_the_deepest_stride_and_keeps_the_weights():
+    paper, os16 = RSIS(PAPER, 2).encoder, RSIS(ALL, 2).encoder
+    x = torch.randn(1, 3, 64, 64)
+    assert paper(x)[0].shape[-1] == 2 and os16(x)[0].shape[-1] == 4
+    assert paper.state_dict().keys() == os16.state_dict().keys()
+
+
+def test_coordinates_span_minus_one_to_one():
+    grid = coordinates(torch.zeros(2, 5, 3, 4))
+    assert grid.shape == (2, 2, 3, 4)
+    assert grid[0, 0, 0].tolist() == pytest.approx([-1, -1 / 3, 1 / 3, 1])  # x along the width
+    assert grid[0, 1, :, 0].tolist() == pytest.approx([-1, 0, 1])  # y along the height
+
+
+def test_mask_pool_averages_under_the_mask():
+    features = torch.arange(16.0).view(1, 1, 4, 4)
+    weights = torch.zeros(1, 1, 8, 8)
+    weights[..., :2, :2] = 1.0  # the top-left feature cell only
+    assert mask_pool(features, weights).item() == 0.0
+    assert mask_pool(features, torch.ones(1, 1, 8, 8)).item() == pytest.approx(7.5)
+
+
+def test_bce_term_is_zero_for_a_perfect_mask_and_skips_ignored_pixels():
+    masks = _bands(2)
+    targets = [_target(masks)]
+    logits = ((masks * 2 - 1) * 30)[None]  # [1, 2, H, W]
+    out = RSIS(PAPER, 2).eval()(torch.zeros(1, 3, 32, 32), steps=2)._replace(mask_logits=logits)
+    assert RSISCriterion()(out, targets)["bce"].item() < 1e-6
+    wrong = logits.clone()
+    wrong[0, 0, :4] *= -1  # wrong rows...
+    assert RSISCriterion()(out._replace(mask_logits=wrong), targets)["bce"].item() > 0.1
+    targets[0]["ignore"] = torch.zeros(32, 32)
+    targets[0]["ignore"][:4] = 1.0  # ...that are ignored
+    assert RSISCriterion()(out._replace(mask_logits=wrong), targets)["bce"].item() < 1e-6
+
+
+def test_paper_loss_weights_leave_bce_out():
+    losses = {"mask": torch.tensor(0.5), "bce": torch.tensor(3.0)}
+    assert weighted_total(losses, {"mask": 1.0, "bce": 0.0}).item() == 0.5
+
+
+def test_criterion_uses_the_assignment_it_is_given():
+    torch.manual_seed(0)
+    model = RSIS(PAPER, num_classes=2).eval()
+    images, targets = torch.randn(2, 3, 32, 32), [_target(_bands(3)), _target(_bands(2))]
+    criterion = RSISCriterion()
+    with torch.no_grad():
+        out = model(images, steps=4)
+        hungarian = criterion(out, targets)
+        same = criterion(out, targets, matches=criterion.matcher(out.mask_logits, targets))
+        fixed = forward_with_loss(model, criterion, images, targets, 4, "fixed")
+        greedy = forward_with_loss(model, criterion, images, targets, 4, "greedy")
+    assert {k: v.item() for k, v in same.items()} == {k: v.item() for k, v in hungarian.items()}
+    assert fixed["stop"].item() == pytest.approx(hungarian["stop"].item())  # same number of steps per image
+    # the Hungarian assignment is optimal on the mask cost: no per-step assignment beats it
+    assert hungarian["mask"].item() <= min(fixed["mask"].item(), greedy["mask"].item()) + 1e-6
+
+
+def test_teacher_forcing_schedule():
+    assert teacher_forcing(0, 0) == (0.0, 0.0)
+    assert teacher_forcing(0, 2) == (1.0, 0.5)
+    assert teacher_forcing(1, 2) == (0.5, 0.0)
+    assert teacher_forcing(5, 2) == (0.0, 0.0)
+
+
+def test_teacher_forcing_needs_a_step_matcher(tmp_path):
+    text = (REPO / "params.yaml").read_text().replace("matching: greedy", "matching: hungarian")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="teacher_forcing_epochs > 0 needs train.matching"):
+        load_section("train", tmp_path / "params.yaml")
+
+
+def test_paper_preset_sets_every_extension_to_the_paper_value(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "paper.yaml").write_text((REPO / "presets" / "paper.yaml").read_text())
+    text = (REPO / "params.yaml").read_text().replace("preset: none", "preset: paper")
+    (tmp_path / "params.yaml").write_text(text)
+    model, train = load_section("model", tmp_path / "params.yaml"), load_section("train", tmp_path / "params.yaml")
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
+    assert {k: getattr(model, k) for k in defaults} == defaults
+    assert (train.matching, train.teacher_forcing_epochs, train.grad_clip, train.loss_weights.bce) == \
+        ("hungarian", 0.0, 0.0, 0.0)
