@@ -39,7 +39,7 @@ class RSISCriterion(nn.Module):
             if t_g:
                 probs = outputs.mask_logits[b, rows].sigmoid()  # [T_g, H, W]
                 valid = 1.0 - target["ignore"] if "ignore" in target else None
-                gt = target["masks"][cols]  # [T_g, H, W]
+                gt = target["masks"][cols].to(probs.dtype)  # [T_g, H, W]
                 iou = soft_iou(probs, gt, valid).diagonal()  # [T_g]
                 mask_terms.append(1.0 - iou)
                 bce = F.binary_cross_entropy_with_logits(outputs.mask_logits[b, rows], gt, reduction="none")
@@ -64,5 +64,5 @@ class RSISCriterion(nn.Module):
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    """sum_k weights[k] * losses[k]."""
-    return sum(weights[k] * v for k, v in losses.items())
+    """sum_k weights[k] * losses[k] over the weighted terms (a term without a weight is not trained)."""
+    return sum(w * losses[k] for k, w in weights.items())
