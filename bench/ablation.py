@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "paper": PAPER,
     "+canvas": {**PAPER, "model": {"canvas": True}},
     "+canvas+teacher": {**PAPER, "model": {"canvas": True}, "train": {"matching": "greedy", "teacher_forcing_epochs": 3}},
+    "+canvas+gate": {**PAPER, "model": {"canvas": True, "canvas_gate": True}},
     "+greedy": {**PAPER, "train": {"matching": "greedy"}},
     "+coord": {**PAPER, "model": {"coord": True}},
     "+stride16": {**PAPER, "model": {"output_stride": 16}},

@@ -187,6 +187,7 @@ class ModelConfig:
     output_stride: Literal[32, 16] = 32  # 16: the last ResNet stage keeps its input resolution
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
     canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input
+    canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
     head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
 
     def __post_init__(self) -> None:

@@ -139,6 +139,11 @@ def mask_pool(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (features * w).sum((2, 3)) / w.sum((2, 3)).clamp_min(1e-6)
 
 
+def gated_logits(logits: torch.Tensor, canvas: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The logits of sigmoid(logits) * (1 - canvas): pixels the canvas covers fall to probability 0."""
+    return (logits.sigmoid() * (1.0 - canvas)).clamp(eps, 1.0 - eps).logit()
+
+
 def initial_model(cfg: ModelConfig, num_classes: int, seed: int) -> RSIS:
     """The network training starts from: weights drawn right after ``torch.manual_seed(seed)``
     (encoder from ``cfg.pretrained`` when set). The analyze stage rebuilds it as "before training"."""
@@ -153,7 +158,7 @@ class RSIS(nn.Module):
         self.max_steps = cfg.max_steps
         self.input_size = cfg.input_size  # (height, width) the data pipeline resizes images to
         self.skip_mode = cfg.skip_mode
-        self.coord, self.canvas, self.head_pool = cfg.coord, cfg.canvas, cfg.head_pool
+        self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
         self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained, cfg.output_stride)
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
@@ -212,6 +217,8 @@ class RSIS(nn.Module):
                 pooled.append(torch.amax(x, dim=(2, 3)))  # [B, width_i]
             up = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
             mask = self.mask_head(up)  # [B, 1, H, W]
+            if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
+                mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
             if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
                 weights = mask.detach().sigmoid()

@@ -10,7 +10,7 @@ from rsis.config import ConfigError, ModelConfig, load_section
 from rsis.criterion import RSISCriterion, weighted_total
 from rsis.engine import forward_with_loss
 from rsis.matcher import StepMatcher
-from rsis.model import RSIS, coordinates, mask_pool
+from rsis.model import RSIS, coordinates, gated_logits, mask_pool
 from rsis.training import teacher_forcing
 from conftest import REPO
 
@@ -172,3 +172,21 @@ def test_paper_preset_sets_every_extension_to_the_paper_value(tmp_path):
     assert {k: getattr(model, k) for k in defaults} == defaults
     assert (train.matching, train.teacher_forcing_epochs, train.grad_clip, train.loss_weights.bce) == \
         ("hungarian", 0.0, 0.0, 0.0)
+
+
+def test_canvas_gate_zeroes_covered_pixels_and_keeps_the_rest():
+    logits = torch.tensor([[[[2.0, -1.0], [0.5, 3.0]]]])
+    canvas = torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])
+    probs = gated_logits(logits, canvas).sigmoid()
+    expected = logits.sigmoid() * (1 - canvas)
+    assert torch.allclose(probs, expected.clamp_min(1e-6), atol=1e-6)
+
+
+def test_gated_step_cannot_claim_what_the_teacher_covered():
+    torch.manual_seed(0)
+    model = RSIS(dataclasses.replace(ALL, canvas_gate=True), num_classes=2)
+    masks = _bands(2)
+    out = model(torch.randn(1, 3, 32, 32), steps=3,
+                feedback=StepMatcher([_target(masks)], "fixed", torch.tensor([True])))
+    assert out.mask_logits[0, 1][masks[0].bool()].sigmoid().max() < 1e-5  # step 1 sees target 0 covered
+    assert out.mask_logits[0, 2][masks.amax(0).bool()].sigmoid().max() < 1e-5
