@@ -1,0 +1,90 @@
+"""CPU training throughput of the real training step (rsis.engine.train_one_epoch), images/s.
+
+    python bench/throughput.py            # -> bench/throughput.json, rendered into bench/RESULTS.md
+
+Rows: the default and the paper configuration (preset: paper), each with 1 and 2 CPU threads and
+with Adam's per-tensor loop (`fused=False`, the optimiser before) and the fused kernel (now).
+Each row times the same batches after one warm-up batch, in a fresh process so that the thread
+count really applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation import ROOT, variant_params  # noqa: E402 (bench/ablation.py)
+
+from rsis import schedule  # noqa: E402
+from rsis.config import to_dict  # noqa: E402
+from rsis.criterion import RSISCriterion  # noqa: E402
+from rsis.datasets.dataset import InstanceDataset, collate  # noqa: E402
+from rsis.engine import train_one_epoch  # noqa: E402
+from rsis.model import initial_model  # noqa: E402
+from rsis.training import build_optimizer, teacher_forcing  # noqa: E402
+
+
+def measure(variant: str, threads: int, fused: bool, data: Path, batches: int) -> dict:
+    torch.set_num_threads(threads)
+    params = variant_params(variant, [])
+    model_cfg, cfg = params["model"], params["train"]
+    dataset = InstanceDataset(data, "train", model_cfg.input_size, cfg.max_objects)
+    n = cfg.batch_size * (batches + 1)
+    warm = DataLoader(Subset(dataset, range(cfg.batch_size)), batch_size=cfg.batch_size, collate_fn=collate)
+    timed = DataLoader(Subset(dataset, range(cfg.batch_size, n)), batch_size=cfg.batch_size, collate_fn=collate)
+    model = initial_model(model_cfg, dataset.num_classes, cfg.seed)
+    optimizer = build_optimizer(model, cfg)
+    if not fused:  # the optimiser as it was: Adam's per-tensor loop
+        optimizer = torch.optim.Adam(optimizer.param_groups, weight_decay=cfg.weight_decay)
+    weights = schedule.loss_weights(schedule.initial_state(cfg.schedule, model_cfg.max_steps), to_dict(cfg.loss_weights))
+    kwargs = dict(matching=cfg.matching, forcing=teacher_forcing(1, cfg.teacher_forcing_epochs), grad_clip=cfg.grad_clip,
+                  show_progress=False)
+    device, criterion = torch.device("cpu"), RSISCriterion()
+    train_one_epoch(model, criterion, warm, optimizer, device, weights, 0, model_cfg.max_steps, **kwargs)
+    start = time.perf_counter()
+    train_one_epoch(model, criterion, timed, optimizer, device, weights, 0, model_cfg.max_steps, **kwargs)
+    seconds = time.perf_counter() - start
+    return {"config": variant, "threads": threads, "adam": "fused" if fused else "per-tensor",
+            "batch": cfg.batch_size, "seconds_per_step": round(seconds / batches, 3),
+            "images_per_s": round(batches * cfg.batch_size / seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "throughput.json")
+    parser.add_argument("--row", nargs=4, help=argparse.SUPPRESS)  # variant threads fused data: one measurement
+    args = parser.parse_args()
+    if args.row:
+        variant, threads, fused, data = args.row
+        print(json.dumps(measure(variant, int(threads), fused == "1", Path(data), args.batches)))
+        return
+    from rsis.datasets.convert import convert
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_cfg = variant_params("default", [])["data"]
+        import dataclasses
+        small = dataclasses.replace(data_cfg.shapes, train=8 * (args.batches + 1), val=1, test=1)
+        convert(dataclasses.replace(data_cfg, shapes=small), Path(tmp), Path(tmp) / "raw")
+        for variant in ("default", "paper"):
+            for threads in (1, 2):
+                for fused in (False, True):
+                    out = subprocess.run([sys.executable, __file__, "--batches", str(args.batches), "--row", variant,
+                                          str(threads), str(int(fused)), tmp], check=True, capture_output=True, text=True)
+                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    print(json.dumps(rows[-1]), flush=True)
+    args.out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
