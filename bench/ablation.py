@@ -9,7 +9,7 @@ A variant is a set of params overrides: ``paper`` is params.yaml with ``preset: 
 extension at the paper's value, the default data and budget); ``+x`` adds one extension to it;
 ``default`` is params.yaml as it is. ``--jobs 2`` runs two variants at once with one thread each
 (on 2 cores, two torch processes with all threads each slow each other far more than 2x).
-``--curve`` evaluates the last checkpoint after every epoch (AP50 and losses vs updates, written
+``--curve [N]`` evaluates the last checkpoint every N epochs (AP50 and losses vs updates, written
 to <out>/<variant>/curve.csv).
 """
 
@@ -66,7 +66,7 @@ def variant_params(name: str, sets: list[str]) -> dict[str, Any]:
     return {section: from_dict(cls, raw[section], section) for section, cls in SECTIONS.items()}
 
 
-def run_variant(name: str, out: Path, split: str, sets: list[str], curve: bool) -> dict[str, Any]:
+def run_variant(name: str, out: Path, split: str, sets: list[str], curve: int) -> dict[str, Any]:
     """Train one variant into <out>/<name> and evaluate its best checkpoint on ``split``."""
     cfg = variant_params(name, sets)
     folder = out / name
@@ -77,7 +77,7 @@ def run_variant(name: str, out: Path, split: str, sets: list[str], curve: bool) 
     points: list[dict[str, Any]] = []
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
-        if curve:
+        if curve and ((epoch + 1) % curve == 0 or epoch + 1 == train_cfg.epochs):
             scores = evaluate(paths, cfg["evaluate"], split=split, device=train_cfg.device, checkpoint=LAST)
             points.append({"epoch": epoch, "updates": (epoch + 1) * updates_per_epoch, **_summary(scores),
                            "val_mask": row["val_mask"], "val_cls": row["val_cls"], "val_total": row["val_total"]})
@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="applied to every variant after its overrides, e.g. train.epochs=4")
     parser.add_argument("--jobs", type=int, default=1, help="variants at once, one thread each when > 1")
-    parser.add_argument("--curve", action="store_true", help="evaluate after every epoch (AP50 vs updates)")
+    parser.add_argument("--curve", type=int, nargs="?", const=1, default=0, metavar="EPOCHS",
+                        help="evaluate the last checkpoint every EPOCHS epochs (default 1): AP50 vs updates")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "ablation")
     parser.add_argument("--report", type=Path, default=ROOT / "bench" / "ABLATION.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -133,7 +134,7 @@ def main() -> None:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
             command = [sys.executable, __file__, "--worker", name, "--split", args.split, "--out", str(args.out),
-                       *[a for s in sets for a in ("--set", s)], *(["--curve"] if args.curve else [])]
+                       *[a for s in sets for a in ("--set", s)], *(["--curve", str(args.curve)] if args.curve else [])]
             log = open(args.out / f"{name}.log", "w")
             running.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
             print(f"started {name} (log: {args.out / f'{name}.log'})", flush=True)
@@ -150,6 +151,10 @@ def main() -> None:
     print(table.to_string(index=False))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.with_suffix(".csv").write_text(table.to_csv(index=False))
+    curves = [pd.read_csv(args.out / n / "curve.csv").assign(variant=n) for n in args.only
+              if args.curve and (args.out / n / "curve.csv").is_file()]
+    if curves:  # one learning curve file for all variants (a DVC plot)
+        args.report.with_suffix(".curve.csv").write_text(pd.concat(curves).to_csv(index=False))
     args.report.write_text(
         f"# Ablation ({args.split} split)\n\nCommand: `python bench/ablation.py {' '.join(sys.argv[1:])}`"
         f" ({time.perf_counter() - start:.0f} s wall, {args.jobs} job(s) at once)\n\n"
