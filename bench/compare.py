@@ -25,7 +25,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from rsis.criterion import RSISCriterion, weighted_total
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import _float, autocast, prepare_images, steps_for, to_device
+from rsis.engine import autocast, prepare_images, steps_for, to_device
 from rsis.matcher import HungarianMatcher
 from rsis.model import RSIS
 
@@ -158,7 +158,7 @@ class Trainer:
         sync(device)
         t1 = time.perf_counter()
         matched = seconds.seconds
-        total = weighted_total(self.criterion(_float(outputs), targets), self.weights)
+        total = weighted_total(self.criterion(outputs.float(), targets), self.weights)
         sync(device)
         t2 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)

@@ -183,15 +183,21 @@ class ModelConfig:
     max_steps: int  # decoder steps T at inference
     skip_mode: Literal["concat", "sum", "mul", "none"]
     image_size: int | tuple[int, ...]  # network input: side, or [height, width]
+    encoder_width: int = 64  # channels of ResNet stage 1 (stages 2-4 double it); 64 = torchvision's ResNet
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
-    output_stride: Literal[32, 16] = 32  # 16: the last ResNet stage keeps its input resolution
+    output_stride: Literal[32, 16, 8] = 32  # 16: the last ResNet stage keeps its input resolution; 8: the last two
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
     canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input
     canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
     head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
+    image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
+    semantic_head: bool = False  # per-pixel class logits on every skip level, trained by loss_weights.semantic
 
     def __post_init__(self) -> None:
-        _check_positive(self, "hidden_dim", "max_steps")
+        _check_positive(self, "hidden_dim", "max_steps", "encoder_width")
+        if self.encoder_width != 64 and self.pretrained != "none":
+            raise ConfigError(f"model.encoder_width = {self.encoder_width}: pretrained ResNet weights exist only for "
+                              f"width 64 (set model.pretrained to none or encoder_width to 64)")
         if self.hidden_dim % 16:
             raise ConfigError(f"model.hidden_dim must be a multiple of 16 (widths D..D/16), got {self.hidden_dim}")
         sides = (self.image_size,) if isinstance(self.image_size, int) else self.image_size
@@ -213,9 +219,10 @@ class LossWeights:
     stop: float
     box: float
     bce: float = 0.0  # pixel BCE on matched pairs next to the soft IoU (an extension; paper: 0)
+    semantic: float = 0.0  # per-pixel class cross-entropy of model.semantic_head (an extension; paper: 0)
 
     def __post_init__(self) -> None:
-        for name in ("mask", "cls", "stop", "box", "bce"):
+        for name in ("mask", "cls", "stop", "box", "bce", "semantic"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.loss_weights.{name} must be >= 0, got {getattr(self, name)}")
 

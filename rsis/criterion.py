@@ -19,7 +19,10 @@ class RSISCriterion(nn.Module):
     cls: mean NLL of the matched target class over matched pairs;
     stop: mean BCE over the first T_g + 1 steps of each image (target 1 for t < T_g, 0 at t = T_g;
     no stop target at T_g when all T steps are used by objects);
-    box: mean over matched pairs of L1 (on normalised x0, y0, x1, y1, summed) + GIoU loss.
+    box: mean over matched pairs of L1 (on normalised x0, y0, x1, y1, summed) + GIoU loss;
+    semantic (model.semantic_head only; an extension): per-pixel cross-entropy of each skip level's
+    class logits against the ground-truth class map area-resized to that level (soft targets, ignored
+    pixels excluded), mean over levels. Order-free, so it needs no matching.
     """
 
     def __init__(self, matcher: HungarianMatcher | None = None) -> None:
@@ -59,8 +62,37 @@ class RSISCriterion(nn.Module):
             "cls": F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets)) if class_logits else zero,
             "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
             "box": torch.cat(box_terms).mean() if box_terms else zero,
+            "semantic": semantic_loss(outputs.semantic_logits, targets) if outputs.semantic_logits else zero,
         }
         return losses
+
+
+def class_map(target: dict, num_classes: int) -> torch.Tensor:
+    """One-hot ground-truth class of every pixel, [C, H, W] (channel 0: background); visible
+    masks do not overlap, so each pixel has one class."""
+    masks = target["masks"].float()  # [N, H, W]
+    onehot = F.one_hot(target["labels"], num_classes).to(masks.dtype)  # [N, C]
+    classes = torch.einsum("nhw,nc->chw", masks, onehot)  # [C, H, W]
+    classes[0] = (1.0 - classes[1:].sum(0)).clamp_min(0.0)
+    return classes
+
+
+def semantic_loss(logits: tuple[torch.Tensor, ...], targets: list[dict]) -> torch.Tensor:
+    """Mean over levels of the pixel cross-entropy of ``logits`` [B, C, h, w] (one per level)
+    against the class maps of ``targets`` area-resized to each level."""
+    num_classes = logits[0].shape[1]
+    truth = torch.stack([class_map(t, num_classes) for t in targets])  # [B, C, H, W]
+    valid = torch.stack([1.0 - t["ignore"] if "ignore" in t else torch.ones_like(truth[b, 0])
+                         for b, t in enumerate(targets)])[:, None]  # [B, 1, H, W]
+    terms = []
+    for level in logits:
+        size = level.shape[-2:]
+        soft = F.interpolate(truth * valid, size=size, mode="area")  # [B, C, h, w]
+        counted = F.interpolate(valid, size=size, mode="area")[:, 0]  # [B, h, w] share of counted pixels
+        soft = soft / counted[:, None].clamp_min(1e-6)
+        ce = -(soft * F.log_softmax(level, dim=1)).sum(1)  # [B, h, w]
+        terms.append((ce * counted).sum() / counted.sum().clamp_min(1e-6))
+    return torch.stack(terms).mean()
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

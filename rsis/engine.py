@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from rsis.criterion import RSISCriterion, weighted_total
 from rsis.matcher import StepMatcher
-from rsis.model import RSISOutput
 
 
 def steps_for(targets: list[dict], max_steps: int) -> int:
@@ -39,11 +38,6 @@ def prepare_images(images: torch.Tensor, device: torch.device, channels_last: bo
     return images
 
 
-def _float(outputs: RSISOutput) -> RSISOutput:
-    """Losses and matching in float32 whatever the autocast dtype."""
-    return RSISOutput(*(t.float() for t in outputs))
-
-
 def forward_with_loss(model: nn.Module, criterion: RSISCriterion, images: torch.Tensor, targets: list[dict],
                       steps: int | None, matching: str = "hungarian", forcing: float = 0.0, amp: bool = False
                       ) -> dict[str, torch.Tensor]:
@@ -55,7 +49,7 @@ def forward_with_loss(model: nn.Module, criterion: RSISCriterion, images: torch.
         matcher = StepMatcher(targets, matching, torch.rand(images.shape[0]) < forcing)
     with autocast(images.device, amp):
         outputs = model(images, steps=steps, feedback=matcher)
-    return criterion(_float(outputs), targets, matches=None if matcher is None else matcher.matches())
+    return criterion(outputs.float(), targets, matches=None if matcher is None else matcher.matches())
 
 
 def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoader, optimizer: torch.optim.Optimizer,

@@ -19,11 +19,13 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from rsis.config import ModelConfig
 
 NUM_LAYERS = 5
 MASK_PRIOR_LOGIT = -2.0
+IMAGE_SKIP_WIDTH = 16  # channels of the full-resolution mask head (model.image_skip)
 
 
 class RSISOutput(NamedTuple):
@@ -31,6 +33,13 @@ class RSISOutput(NamedTuple):
     class_logits: torch.Tensor  # [B, T, C] (C includes <eos>/background at index 0)
     stop_logits: torch.Tensor  # [B, T] objectness: sigmoid >= threshold means "an object"
     boxes: torch.Tensor  # [B, T, 4] x0, y0, x1, y1 as fractions of the image side, in [0, 1]
+    # model.semantic_head only: per-pixel class logits of every skip level S_0..S_4, [B, C, h_i, w_i]
+    semantic_logits: tuple[torch.Tensor, ...] = ()
+
+    def float(self) -> RSISOutput:
+        """Every tensor in float32 (losses and matching whatever the autocast dtype)."""
+        return RSISOutput(self.mask_logits.float(), self.class_logits.float(), self.stop_logits.float(),
+                          self.boxes.float(), tuple(s.float() for s in self.semantic_logits))
 
 
 def pretrained_state_dict(backbone: str, pretrained: str) -> dict[str, torch.Tensor] | None:
@@ -61,12 +70,31 @@ def pretrained_state_dict(backbone: str, pretrained: str) -> dict[str, torch.Ten
     return state
 
 
+# block type and blocks per stage of torchvision's ResNets
+RESNET_LAYOUTS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
+                  "resnet50": (Bottleneck, [3, 4, 6, 3]), "resnet101": (Bottleneck, [3, 4, 23, 3])}
+
+
+class ScaledResNet(torchvision.models.ResNet):
+    """torchvision's ResNet with the width of every stage scaled by ``width / 64`` (the stem keeps
+    its 64 channels). ``width = 64`` is torchvision's network."""
+
+    def __init__(self, name: str, width: int) -> None:
+        self.width_scale = width / 64
+        block, layers = RESNET_LAYOUTS[name]
+        super().__init__(block, layers)
+
+    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1,
+                    dilate: bool = False) -> nn.Sequential:
+        return super()._make_layer(block, int(planes * self.width_scale), blocks, stride, dilate)
+
+
 class ResNetEncoder(nn.Module):
     """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
 
-    def __init__(self, name: str, pretrained: str = "none", output_stride: int = 32) -> None:
+    def __init__(self, name: str, pretrained: str = "none", output_stride: int = 32, width: int = 64) -> None:
         super().__init__()
-        net = getattr(torchvision.models, name)(weights=None)
+        net = getattr(torchvision.models, name)(weights=None) if width == 64 else ScaledResNet(name, width)
         state = pretrained_state_dict(name, pretrained)
         if state is not None:
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the classifier is dropped
@@ -77,8 +105,9 @@ class ResNetEncoder(nn.Module):
                 raise ValueError(f"model.pretrained = {pretrained}: not a {name} state_dict "
                                  f"({len(wrong)} missing, unexpected or mis-shaped tensors, e.g. {wrong[:3]})")
             net.load_state_dict(state, strict=False)
-        if output_stride == 16:  # layer4 without its stride (same weights, so pretrained files still load)
-            block = net.layer4[0]
+        # output stride 16: layer4 without its stride; 8: layer3 too (same weights, so pretrained files still load)
+        for layer in [net.layer4, net.layer3][:{32: 0, 16: 1, 8: 2}[output_stride]]:
+            block = layer[0]
             first = block.conv2 if hasattr(block, "conv3") else block.conv1  # the strided conv of the block
             first.stride, block.downsample[0].stride = (1, 1), (1, 1)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)  # stride 2
@@ -86,7 +115,7 @@ class ResNetEncoder(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         expansion = 4 if name in ("resnet50", "resnet101") else 1
         # channels of f0..f4
-        self.channels = (512 * expansion, 256 * expansion, 128 * expansion, 64 * expansion, 64)
+        self.channels = tuple(int(c * width / 64) * expansion for c in (512, 256, 128, 64)) + (64,)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         f4 = self.stem(x)  # [B, 64, H/2, W/2]
@@ -159,7 +188,8 @@ class RSIS(nn.Module):
         self.input_size = cfg.input_size  # (height, width) the data pipeline resizes images to
         self.skip_mode = cfg.skip_mode
         self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained, cfg.output_stride)
+        self.semantic_head = cfg.semantic_head
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained, cfg.output_stride, cfg.encoder_width)
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(
@@ -173,7 +203,13 @@ class RSIS(nn.Module):
             in_ch = up + skip if cfg.skip_mode == "concat" else up
             cells.append(ConvLSTMCell(in_ch + extra, hidden_widths[i]))
         self.cells = nn.ModuleList(cells)
-        self.mask_head = nn.Conv2d(hidden_widths[-1], 1, 3, padding=1)
+        self.image_skip = cfg.image_skip
+        if cfg.image_skip:  # mask head: 3x3 conv over [upsampled h_4 | image] to 16 channels, ReLU, 3x3 conv
+            self.image_features = nn.Conv2d(3, IMAGE_SKIP_WIDTH, 3, padding=1)  # computed once per image
+            self.mask_features = nn.Conv2d(hidden_widths[-1], IMAGE_SKIP_WIDTH, 3, padding=1, bias=False)
+            self.mask_head = nn.Conv2d(IMAGE_SKIP_WIDTH, 1, 3, padding=1)
+        else:
+            self.mask_head = nn.Conv2d(hidden_widths[-1], 1, 3, padding=1)
         # Prior-probability init (as RetinaNet's classifier): masks start near p = 0.12 instead of
         # 0.5 everywhere, where the soft-IoU gradient is weak; training leaves this plateau sooner.
         nn.init.constant_(self.mask_head.bias, MASK_PRIOR_LOGIT)
@@ -181,6 +217,8 @@ class RSIS(nn.Module):
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
+        if cfg.semantic_head:  # deep supervision: per-pixel class of every skip projection (1x1 conv each)
+            self.semantic = nn.ModuleList(nn.Conv2d(w, num_classes, 1) for w in skip_widths)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Everything but the encoder: skip projections, ConvLSTMs and heads."""
@@ -192,11 +230,13 @@ class RSIS(nn.Module):
         """Unroll ``steps`` decoder steps (default: ``max_steps``) over ``images`` [B, 3, H, W].
 
         ``feedback`` (training) decides the canvas each next step sees; without it the canvas is
-        the model's own: the running max of its mask probabilities, detached.
+        the model's own: the union of its masks so far, thresholded at probability 0.5 as inference
+        emits them (binary, like a teacher-forced canvas of ground truth).
         """
         steps = self.max_steps if steps is None else steps
         skips = [proj(f) for proj, f in zip(self.skips, self.encoder(images))]  # S_0..S_4
         coords = [coordinates(s) for s in skips] if self.coord else None
+        image_features = self.image_features(images) if self.image_skip else None  # [B, 16, H, W]
         states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * NUM_LAYERS
         masks, classes, stops, boxes = [], [], [], []
         canvas = own = images.new_zeros(images.shape[0], 1, *images.shape[-2:])  # [B, 1, H, W]
@@ -216,14 +256,17 @@ class RSIS(nn.Module):
                 x = states[i][0]
                 pooled.append(torch.amax(x, dim=(2, 3)))  # [B, width_i]
             up = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
-            mask = self.mask_head(up)  # [B, 1, H, W]
+            if self.image_skip:
+                mask = self.mask_head(F.relu(self.mask_features(up) + image_features))  # [B, 1, H, W]
+            else:
+                mask = self.mask_head(up)  # [B, 1, H, W]
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
             if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
                 weights = mask.detach().sigmoid()
                 pooled += [mask_pool(s, weights) for s in skips]
-            own = torch.maximum(own, mask.detach().sigmoid())
+            own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
             classes.append(self.class_head(features))  # [B, C]
@@ -234,6 +277,7 @@ class RSIS(nn.Module):
             class_logits=torch.stack(classes, dim=1),  # [B, T, C]
             stop_logits=torch.stack(stops, dim=1),  # [B, T]
             boxes=torch.stack(boxes, dim=1),  # [B, T, 4]
+            semantic_logits=tuple(head(s) for head, s in zip(self.semantic, skips)) if self.semantic_head else (),
         )
 
     def _merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
