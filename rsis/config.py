@@ -191,6 +191,7 @@ class ModelConfig:
     canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
     head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
+    dynamic_mask: bool = False  # mask logits + <per-step query, per-pixel embedding> (a dynamic 1x1 conv)
     semantic_head: bool = False  # per-pixel class logits on every skip level, trained by loss_weights.semantic
 
     def __post_init__(self) -> None:
@@ -299,6 +300,7 @@ class TrainConfig:
     matching: Literal["hungarian", "greedy", "fixed"] = "hungarian"  # how steps are assigned to targets
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
+    step_balance: bool = False  # per-pair loss terms: mean over steps of the mean at each step (not over all pairs)
     threads: int = 0  # torch CPU threads, 0 = torch's default (all cores)
 
     def __post_init__(self) -> None:
