@@ -192,6 +192,7 @@ class ModelConfig:
     head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
     dynamic_mask: bool = False  # mask logits + <per-step query, per-pixel embedding> (a dynamic 1x1 conv)
+    aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
     semantic_head: bool = False  # per-pixel class logits on every skip level, trained by loss_weights.semantic
 
     def __post_init__(self) -> None:
@@ -221,9 +222,10 @@ class LossWeights:
     box: float
     bce: float = 0.0  # pixel BCE on matched pairs next to the soft IoU (an extension; paper: 0)
     semantic: float = 0.0  # per-pixel class cross-entropy of model.semantic_head (an extension; paper: 0)
+    aux_mask: float = 0.0  # soft IoU of model.aux_masks' coarse masks on the matched pairs (an extension; paper: 0)
 
     def __post_init__(self) -> None:
-        for name in ("mask", "cls", "stop", "box", "bce", "semantic"):
+        for name in ("mask", "cls", "stop", "box", "bce", "semantic", "aux_mask"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.loss_weights.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -297,7 +299,7 @@ class TrainConfig:
     nproc_per_node: int
     resume: bool  # continue from <models>/last.pt when it was written with the same config
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
-    matching: Literal["hungarian", "greedy", "fixed"] = "hungarian"  # how steps are assigned to targets
+    matching: Literal["hungarian", "greedy", "fixed", "top-down"] = "hungarian"  # how steps are assigned to targets
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
     step_balance: bool = False  # per-pair loss terms: mean over steps of the mean at each step (not over all pairs)

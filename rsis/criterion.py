@@ -20,6 +20,8 @@ class RSISCriterion(nn.Module):
     stop: mean BCE over the first T_g + 1 steps of each image (target 1 for t < T_g, 0 at t = T_g;
     no stop target at T_g when all T steps are used by objects);
     box: mean over matched pairs of L1 (on normalised x0, y0, x1, y1, summed) + GIoU loss;
+    aux_mask (model.aux_masks only; an extension): mean over matched pairs and ConvLSTM levels 0-3 of
+    1 - soft IoU between the level's coarse mask and the target area-resized to it (deep supervision);
     semantic (model.semantic_head only; an extension): per-pixel cross-entropy of each skip level's
     class logits against the ground-truth class map area-resized to that level (soft targets, ignored
     pixels excluded), mean over levels. Order-free, so it needs no matching.
@@ -39,7 +41,7 @@ class RSISCriterion(nn.Module):
         if matches is None:
             matches = self.matcher(outputs.mask_logits, targets)
         steps = outputs.mask_logits.shape[1]
-        bce_terms, pair_steps = [], []
+        bce_terms, pair_steps, aux_terms = [], [], []
         mask_terms, box_terms, class_logits, class_targets, stop_logits, stop_targets = [], [], [], [], [], []
         for b, (target, (rows, cols)) in enumerate(zip(targets, matches)):
             t_g = len(rows)
@@ -50,6 +52,10 @@ class RSISCriterion(nn.Module):
                 gt = target["masks"][cols].to(probs.dtype)  # [T_g, H, W]
                 iou = soft_iou(probs, gt, valid).diagonal()  # [T_g]
                 mask_terms.append(1.0 - iou)
+                if outputs.aux_mask_logits:  # [T_g] mean over levels of 1 - soft IoU with the area-resized target
+                    aux_terms.append(torch.stack([
+                        1.0 - soft_iou(level[b, rows].sigmoid(), _resize(gt, level), _resize(valid, level)).diagonal()
+                        for level in outputs.aux_mask_logits]).mean(0))
                 bce = F.binary_cross_entropy_with_logits(outputs.mask_logits[b, rows], gt, reduction="none")
                 bce_terms.append((bce * valid).mean((1, 2)) if valid is not None else bce.mean((1, 2)))  # [T_g]
                 class_logits.append(outputs.class_logits[b, rows])  # [T_g, C]
@@ -83,8 +89,18 @@ class RSISCriterion(nn.Module):
             "box": pairs_mean(box_terms) if len(box_terms) == len(mask_terms) else
                    torch.cat(box_terms).mean() if box_terms else zero,  # some targets without boxes
             "semantic": semantic_loss(outputs.semantic_logits, targets) if outputs.semantic_logits else zero,
+            "aux_mask": pairs_mean(aux_terms),
         }
         return losses
+
+
+def _resize(masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """[..., H, W] masks area-resized to the last two sides of ``like`` (the share of each cell)."""
+    if masks is None:
+        return None
+    lead = masks.shape[:-2]
+    small = F.interpolate(masks.reshape(-1, 1, *masks.shape[-2:]), size=like.shape[-2:], mode="area")
+    return small.reshape(*lead, *like.shape[-2:])
 
 
 def class_map(target: dict, num_classes: int) -> torch.Tensor:

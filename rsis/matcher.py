@@ -54,11 +54,15 @@ class HungarianMatcher(nn.Module):
         return matches
 
 
+STEP_MATCHINGS = ("fixed", "greedy", "top-down")
+
+
 class StepMatcher:
     """Assigns ground truth to decoder steps one step at a time, during the unroll, and decides the
     canvas each next step sees. An alternative to the Hungarian matcher (``train.matching``):
 
     - ``fixed``: step t <-> target t (the dataset sorts targets large-to-small);
+    - ``top-down``: step t <-> the t-th target by the top edge of its box (then the left edge);
     - ``greedy``: step t <-> the not yet assigned target whose soft IoU with step t's mask is highest.
 
     As with the Hungarian matcher only the first T_g = min(N, T) steps are assigned. ``forcing``
@@ -68,9 +72,17 @@ class StepMatcher:
     """
 
     def __init__(self, targets: list[dict], mode: str, forcing: torch.Tensor) -> None:
-        if mode not in ("fixed", "greedy"):
-            raise ValueError(f"StepMatcher mode must be 'fixed' or 'greedy', got {mode!r}")
+        if mode not in STEP_MATCHINGS:
+            raise ValueError(f"StepMatcher mode must be one of {STEP_MATCHINGS}, got {mode!r}")
         self.targets, self.mode, self.forcing = targets, mode, forcing
+        self.order: list[list[int]] = []  # fixed and top-down: the target of each step, per image
+        for target in targets:
+            n = target["masks"].shape[0]
+            if mode == "top-down" and n:  # by the box's top edge, then its left edge
+                keys = target["boxes"][:, 1] * 4.0 + target["boxes"][:, 0] / 4.0
+                self.order.append(torch.argsort(keys, stable=True).tolist())
+            else:
+                self.order.append(list(range(n)))
         self.assigned: list[list[int]] = [[] for _ in targets]
         self.truth: torch.Tensor | None = None  # [B, 1, H, W] union of the assigned targets
 
@@ -83,8 +95,8 @@ class StepMatcher:
             masks = target["masks"]  # [N, H, W]
             if step >= masks.shape[0]:
                 continue
-            if self.mode == "fixed":
-                k = step
+            if self.mode != "greedy":
+                k = self.order[b][step]
             else:
                 valid = 1.0 - target["ignore"] if "ignore" in target else None
                 iou = soft_iou(mask_logits[b:b + 1].float().sigmoid(), masks, valid)[0]  # [N]

@@ -36,11 +36,14 @@ class RSISOutput(NamedTuple):
     boxes: torch.Tensor  # [B, T, 4] x0, y0, x1, y1 as fractions of the image side, in [0, 1]
     # model.semantic_head only: per-pixel class logits of every skip level S_0..S_4, [B, C, h_i, w_i]
     semantic_logits: tuple[torch.Tensor, ...] = ()
+    # model.aux_masks only: each step's mask logits read off ConvLSTM_0..3, [B, T, h_i, w_i]
+    aux_mask_logits: tuple[torch.Tensor, ...] = ()
 
     def float(self) -> RSISOutput:
         """Every tensor in float32 (losses and matching whatever the autocast dtype)."""
         return RSISOutput(self.mask_logits.float(), self.class_logits.float(), self.stop_logits.float(),
-                          self.boxes.float(), tuple(s.float() for s in self.semantic_logits))
+                          self.boxes.float(), tuple(s.float() for s in self.semantic_logits),
+                          tuple(a.float() for a in self.aux_mask_logits))
 
 
 def pretrained_state_dict(backbone: str, pretrained: str) -> dict[str, torch.Tensor] | None:
@@ -128,22 +131,47 @@ class ResNetEncoder(nn.Module):
 
 
 class ConvLSTMCell(nn.Module):
-    """A convolutional LSTM cell: all four gates from one 3x3 conv over [input | hidden]."""
+    """A convolutional LSTM cell: all four gates from one 3x3 conv over [fixed | step | hidden].
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
+    ``fixed`` inputs are the same at every decoder step (skip features, coordinates): their share of
+    the gate conv is computed once per image by :meth:`fixed_gates` (a conv is linear in its input
+    channels), and each step convolves only its ``step`` inputs and the hidden state.
+    """
+
+    def __init__(self, fixed_channels: int, step_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
-        self.hidden_channels = hidden_channels
-        self.gates = nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size,
+        self.fixed_channels, self.step_channels, self.hidden_channels = fixed_channels, step_channels, hidden_channels
+        self.gates = nn.Conv2d(fixed_channels + step_channels + hidden_channels, 4 * hidden_channels, kernel_size,
                                padding=kernel_size // 2)
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        if state is None:
-            zeros = x.new_zeros(x.shape[0], self.hidden_channels, *x.shape[-2:])
-            state = (zeros, zeros)
-        h, c = state
-        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    def fixed_gates(self, fixed: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """The gates' bias plus the conv of the fixed inputs [B, F, h, w]: [B, 4 * hidden, h, w]
+        (``like`` [B, *, h, w] gives the shape when there are no fixed inputs)."""
+        if fixed is None:
+            return self.gates.bias.view(1, -1, 1, 1).expand(like.shape[0], -1, *like.shape[-2:])
+        return F.conv2d(fixed, self.gates.weight[:, :self.fixed_channels], self.gates.bias,
+                        padding=self.gates.padding)
+
+    def forward(self, fixed_gates: torch.Tensor, x: torch.Tensor | None,
+                state: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``fixed_gates`` from :meth:`fixed_gates`; ``x`` [B, step_channels, h, w] (None when 0);
+        ``state`` (h, c) of the previous step, None at the first (zeros)."""
+        start, parts = self.fixed_channels, []
+        if x is not None:
+            parts.append(x)
+        else:
+            start += self.step_channels
+        if state is not None:
+            parts.append(state[0])
+        gates = fixed_gates
+        if parts:
+            stop = self.fixed_channels + self.step_channels + (self.hidden_channels if state is not None else 0)
+            gates = gates + F.conv2d(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0],
+                                     self.gates.weight[:, start:stop], padding=self.gates.padding)
+        i, f, o, g = gates.chunk(4, dim=1)
+        c = torch.sigmoid(i) * torch.tanh(g)
+        if state is not None:
+            c = c + torch.sigmoid(f) * state[1]
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
 
@@ -197,12 +225,13 @@ class RSIS(nn.Module):
             nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
             for c_in, c_out in zip(self.encoder.channels, skip_widths)
         )
-        extra = 2 * cfg.coord + cfg.canvas  # channels appended to every ConvLSTM input
-        cells = [ConvLSTMCell(skip_widths[0] + extra, hidden_widths[0])]
+        # ConvLSTM_i input: fixed [S_i (level 0, or concat skips) | x, y] and per step [upsampled h_{i-1}
+        # (or h_{i-1} summed with / multiplied by S_i) | canvas]
+        coord, canvas = 2 * cfg.coord, int(cfg.canvas)
+        cells = [ConvLSTMCell(skip_widths[0] + coord, canvas, hidden_widths[0])]
         for i in range(1, NUM_LAYERS):
-            up, skip = hidden_widths[i - 1], skip_widths[i]
-            in_ch = up + skip if cfg.skip_mode == "concat" else up
-            cells.append(ConvLSTMCell(in_ch + extra, hidden_widths[i]))
+            fixed_skip = skip_widths[i] if cfg.skip_mode == "concat" else 0
+            cells.append(ConvLSTMCell(fixed_skip + coord, hidden_widths[i - 1] + canvas, hidden_widths[i]))
         self.cells = nn.ModuleList(cells)
         self.image_skip = cfg.image_skip
         if cfg.image_skip:  # mask head: 3x3 conv over [upsampled h_4 | image] to 16 channels, ReLU, 3x3 conv
@@ -226,6 +255,11 @@ class RSIS(nn.Module):
             self.query_head = nn.Linear(sum(hidden_widths), EMBEDDING_WIDTH)
             nn.init.zeros_(self.query_head.weight)  # the term starts at 0: the mask starts as the paper's head
             nn.init.zeros_(self.query_head.bias)
+        self.aux_masks = cfg.aux_masks
+        if cfg.aux_masks:  # deep supervision of the decoder: a 1x1 conv mask head on ConvLSTM_0..3
+            self.aux_heads = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in hidden_widths[:-1])
+            for head in self.aux_heads:
+                nn.init.constant_(head.bias, MASK_PRIOR_LOGIT)
         if cfg.semantic_head:  # deep supervision: per-pixel class of every skip projection (1x1 conv each)
             self.semantic = nn.ModuleList(nn.Conv2d(w, num_classes, 1) for w in skip_widths)
 
@@ -244,7 +278,12 @@ class RSIS(nn.Module):
         """
         steps = self.max_steps if steps is None else steps
         skips = [proj(f) for proj, f in zip(self.skips, self.encoder(images))]  # S_0..S_4
-        coords = [coordinates(s) for s in skips] if self.coord else None
+        fixed_gates = []  # per level: the gate share of the inputs that are the same at every step
+        for i, (cell, skip) in enumerate(zip(self.cells, skips)):
+            fixed = [skip] if i == 0 or self.skip_mode == "concat" else []
+            if self.coord:
+                fixed.append(coordinates(skip))
+            fixed_gates.append(cell.fixed_gates(torch.cat(fixed, dim=1) if fixed else None, skip))
         image_features = self.image_features(images) if self.image_skip else None  # [B, 16, H, W]
         embedding = None
         if self.dynamic_mask:
@@ -254,21 +293,23 @@ class RSIS(nn.Module):
                 dim=1))  # [B, E, H, W]
         states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * NUM_LAYERS
         masks, classes, stops, boxes = [], [], [], []
+        aux: list[list[torch.Tensor]] = [[] for _ in range(NUM_LAYERS - 1)]  # per level, per step [B, h, w]
         canvas = own = images.new_zeros(images.shape[0], 1, *images.shape[-2:])  # [B, 1, H, W]
         for t in range(steps):
-            x = skips[0]
+            x = None
             pooled = []
             for i, cell in enumerate(self.cells):
+                step_inputs = []
                 if i > 0:
-                    x = self._merge(F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear",
-                                                  align_corners=False), skips[i])
-                inputs = [x]
-                if coords is not None:
-                    inputs.append(coords[i])
+                    up = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
+                    step_inputs.append(self._merge(up, skips[i]))
                 if self.canvas:
-                    inputs.append(F.interpolate(canvas, size=x.shape[-2:], mode="area"))  # covered share per cell
-                states[i] = cell(torch.cat(inputs, dim=1) if len(inputs) > 1 else x, states[i])
+                    step_inputs.append(F.interpolate(canvas, size=skips[i].shape[-2:], mode="area"))  # covered share
+                x = torch.cat(step_inputs, dim=1) if len(step_inputs) > 1 else step_inputs[0] if step_inputs else None
+                states[i] = cell(fixed_gates[i], x, states[i])
                 x = states[i][0]
+                if self.aux_masks and i < NUM_LAYERS - 1:
+                    aux[i].append(self.aux_heads[i](x)[:, 0])
                 pooled.append(torch.amax(x, dim=(2, 3)))  # [B, width_i]
             up = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
             if self.image_skip:
@@ -296,11 +337,13 @@ class RSIS(nn.Module):
             stop_logits=torch.stack(stops, dim=1),  # [B, T]
             boxes=torch.stack(boxes, dim=1),  # [B, T, 4]
             semantic_logits=tuple(head(s) for head, s in zip(self.semantic, skips)) if self.semantic_head else (),
+            aux_mask_logits=tuple(torch.stack(level, dim=1) for level in aux) if self.aux_masks else (),
         )
 
     def _merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The per-step part of ConvLSTM_i's input from h_{i-1} (concat: S_i is a fixed input)."""
         if self.skip_mode == "concat":
-            return torch.cat([up, skip], dim=1)
+            return up
         if self.skip_mode == "sum":
             return up + skip
         if self.skip_mode == "mul":
