@@ -192,7 +192,6 @@ class ModelConfig:
     head_pool: Literal["max", "max+mask", "max+mask+shape"] = "max"  # heads' features: max-pooled hidden states
     # (+ mask-pooled skips, + a small CNN's reading of the step's mask)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
-    dynamic_mask: bool = False  # mask logits + <per-step query, per-pixel embedding> (a dynamic 1x1 conv)
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
     semantic_head: bool = False  # per-pixel class logits on every skip level, trained by loss_weights.semantic
 
@@ -303,7 +302,6 @@ class TrainConfig:
     matching: Literal["hungarian", "greedy", "fixed", "top-down"] = "hungarian"  # how steps are assigned to targets
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
-    step_balance: bool = False  # per-pair loss terms: mean over steps of the mean at each step (not over all pairs)
     threads: int = 0  # torch CPU threads, 0 = torch's default (all cores)
 
     def __post_init__(self) -> None:

@@ -27,13 +27,9 @@ class RSISCriterion(nn.Module):
     pixels excluded), mean over levels. Order-free, so it needs no matching.
     """
 
-    def __init__(self, matcher: HungarianMatcher | None = None, step_balance: bool = False) -> None:
-        """``step_balance`` (an extension; the paper: False): the per-pair terms are the mean over steps
-        of the mean over the pairs at that step, so that step t weighs as much as step 0 however few
-        images have a t-th object (the authors' unpublished dev branch weights its IoU loss so)."""
+    def __init__(self, matcher: HungarianMatcher | None = None) -> None:
         super().__init__()
         self.matcher = matcher or HungarianMatcher()
-        self.step_balance = step_balance
 
     def forward(self, outputs: RSISOutput, targets: list[dict],
                 matches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
@@ -41,12 +37,11 @@ class RSISCriterion(nn.Module):
         if matches is None:
             matches = self.matcher(outputs.mask_logits, targets)
         steps = outputs.mask_logits.shape[1]
-        bce_terms, pair_steps, aux_terms = [], [], []
+        bce_terms, aux_terms = [], []
         mask_terms, box_terms, class_logits, class_targets, stop_logits, stop_targets = [], [], [], [], [], []
         for b, (target, (rows, cols)) in enumerate(zip(targets, matches)):
             t_g = len(rows)
             if t_g:
-                pair_steps.append(rows)
                 probs = outputs.mask_logits[b, rows].sigmoid()  # [T_g, H, W]
                 valid = 1.0 - target["ignore"] if "ignore" in target else None
                 gt = target["masks"][cols].to(probs.dtype)  # [T_g, H, W]
@@ -67,27 +62,15 @@ class RSISCriterion(nn.Module):
             stop_logits.append(outputs.stop_logits[b, :n_stop])  # [n_stop]
             stop_targets.append((torch.arange(n_stop, device=outputs.stop_logits.device) < t_g).float())
         zero = outputs.mask_logits.sum() * 0.0  # keeps the graph when a batch has no instances
-        weights = None  # [P] per matched pair, summing to 1
-        if pair_steps:
-            steps_of = torch.cat(pair_steps).to(zero.device)  # [P]
-            if self.step_balance:
-                weights = 1.0 / torch.bincount(steps_of)[steps_of].to(zero.dtype)
-            else:
-                weights = torch.ones_like(steps_of, dtype=zero.dtype)
-            weights = weights / weights.sum()
-
         def pairs_mean(terms: list[torch.Tensor]) -> torch.Tensor:
-            return (torch.cat(terms) * weights).sum() if terms else zero
+            return torch.cat(terms).mean() if terms else zero
 
-        class_nll = (F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets), reduction="none")
-                     if class_logits else None)
         losses = {
             "mask": pairs_mean(mask_terms),
             "bce": pairs_mean(bce_terms),
-            "cls": (class_nll * weights).sum() if class_nll is not None else zero,
+            "cls": F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets)) if class_logits else zero,
             "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
-            "box": pairs_mean(box_terms) if len(box_terms) == len(mask_terms) else
-                   torch.cat(box_terms).mean() if box_terms else zero,  # some targets without boxes
+            "box": pairs_mean(box_terms),
             "semantic": semantic_loss(outputs.semantic_logits, targets) if outputs.semantic_logits else zero,
             "aux_mask": pairs_mean(aux_terms),
         }

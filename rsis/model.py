@@ -27,7 +27,6 @@ NUM_LAYERS = 5
 MASK_PRIOR_LOGIT = -2.0
 IMAGE_SKIP_WIDTH = 16  # channels of the full-resolution mask head (model.image_skip)
 SHAPE_WIDTH = 32  # features of the step's mask shape for the heads (model.head_pool max+mask+shape)
-EMBEDDING_WIDTH = 16  # per-pixel embedding channels (model.dynamic_mask)
 
 
 class RSISOutput(NamedTuple):
@@ -256,14 +255,6 @@ class RSIS(nn.Module):
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
-        self.dynamic_mask = cfg.dynamic_mask
-        if cfg.dynamic_mask:  # per-pixel embeddings (once per image) and a per-step query from the pooled hidden states
-            self.pixel_embedding = nn.Sequential(
-                nn.Conv2d(3 + skip_widths[3] + skip_widths[4], EMBEDDING_WIDTH, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(EMBEDDING_WIDTH, EMBEDDING_WIDTH, 1))
-            self.query_head = nn.Linear(sum(hidden_widths), EMBEDDING_WIDTH)
-            nn.init.zeros_(self.query_head.weight)  # the term starts at 0: the mask starts as the paper's head
-            nn.init.zeros_(self.query_head.bias)
         self.aux_masks = cfg.aux_masks
         if cfg.aux_masks:  # deep supervision of the decoder: a 1x1 conv mask head on ConvLSTM_0..3
             self.aux_heads = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in hidden_widths[:-1])
@@ -294,12 +285,6 @@ class RSIS(nn.Module):
                 fixed.append(coordinates(skip))
             fixed_gates.append(cell.fixed_gates(torch.cat(fixed, dim=1) if fixed else None, skip))
         image_features = self.image_features(images) if self.image_skip else None  # [B, 16, H, W]
-        embedding = None
-        if self.dynamic_mask:
-            full = images.shape[-2:]
-            embedding = self.pixel_embedding(torch.cat(
-                [images] + [F.interpolate(s, size=full, mode="bilinear", align_corners=False) for s in skips[3:]],
-                dim=1))  # [B, E, H, W]
         states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * NUM_LAYERS
         masks, classes, stops, boxes = [], [], [], []
         aux: list[list[torch.Tensor]] = [[] for _ in range(NUM_LAYERS - 1)]  # per level, per step [B, h, w]
@@ -325,9 +310,6 @@ class RSIS(nn.Module):
                 mask = self.mask_head(F.relu(self.mask_features(up) + image_features))  # [B, 1, H, W]
             else:
                 mask = self.mask_head(up)  # [B, 1, H, W]
-            if embedding is not None:  # + <query_t, embedding(x)>: pixels that look like this step's object
-                query = self.query_head(torch.cat(pooled, dim=1))  # [B, E]
-                mask = mask + torch.einsum("be,behw->bhw", query, embedding)[:, None]
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
