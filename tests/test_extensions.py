@@ -5,6 +5,8 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
+import torchvision
 
 from rsis.config import ConfigError, ModelConfig, load_section
 from rsis.criterion import RSISCriterion, weighted_total
@@ -170,8 +172,9 @@ def test_paper_preset_sets_every_extension_to_the_paper_value(tmp_path):
     model, train = load_section("model", tmp_path / "params.yaml"), load_section("train", tmp_path / "params.yaml")
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
     assert {k: getattr(model, k) for k in defaults} == defaults
-    assert (train.matching, train.teacher_forcing_epochs, train.grad_clip, train.loss_weights.bce) == \
-        ("hungarian", 0.0, 0.0, 0.0)
+    assert (train.matching, train.teacher_forcing_epochs, train.grad_clip) == ("hungarian", 0.0, 0.0)
+    weights = train.loss_weights
+    assert (weights.cls, weights.bce, weights.semantic, weights.aux_mask) == (0.1, 0.0, 0.0, 0.0)
 
 
 def test_canvas_gate_zeroes_covered_pixels_and_keeps_the_rest():
@@ -190,3 +193,89 @@ def test_gated_step_cannot_claim_what_the_teacher_covered():
                 feedback=StepMatcher([_target(masks)], "fixed", torch.tensor([True])))
     assert out.mask_logits[0, 1][masks[0].bool()].sigmoid().max() < 1e-5  # step 1 sees target 0 covered
     assert out.mask_logits[0, 2][masks.amax(0).bool()].sigmoid().max() < 1e-5
+
+
+def test_own_canvas_is_the_binary_union_of_the_emitted_masks():
+    torch.manual_seed(0)
+    model = RSIS(dataclasses.replace(ALL, canvas_gate=False), num_classes=2).eval()
+    torch.nn.init.zeros_(model.mask_head.bias)  # not the -2 prior: about half the pixels over 0.5
+    seen = []
+
+    def record(t, logits, own):
+        seen.append(own.clone())
+        return own
+
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32), steps=3, feedback=record)
+    for t, own in enumerate(seen):
+        expected = (out.mask_logits[:, : t + 1] >= 0).any(1, keepdim=True).float()  # probability >= 0.5
+        assert torch.equal(own, expected)
+    assert 0 < float(seen[-1].mean()) < 1  # a real mix of covered and free pixels, not a trivial case
+
+
+def test_image_skip_feeds_the_image_to_the_mask_head_only():
+    torch.manual_seed(0)
+    paper, skip = RSIS(PAPER, 2), RSIS(dataclasses.replace(PAPER, image_skip=True), 2)
+    added = set(skip.state_dict()) - set(paper.state_dict())
+    assert added == {"image_features.weight", "image_features.bias", "mask_features.weight"}
+    assert skip.image_features.in_channels == 3 and skip.mask_head.kernel_size == (1, 1)
+    images = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = skip.eval()(images, steps=2)
+        skip.image_features.weight.zero_()
+        after = skip(images, steps=2)
+    assert torch.equal(before.class_logits, after.class_logits)  # heads and decoder do not see it...
+    assert not torch.allclose(before.mask_logits, after.mask_logits)  # ...the mask does
+
+
+def test_aux_masks_give_one_coarse_mask_per_step_and_level_and_a_loss_that_can_fail():
+    torch.manual_seed(0)
+    model = RSIS(dataclasses.replace(PAPER, aux_masks=True), num_classes=2).eval()
+    out = model(torch.zeros(1, 3, 32, 32), steps=2)
+    assert [tuple(a.shape) for a in out.aux_mask_logits] == [(1, 2, 1, 1), (1, 2, 2, 2), (1, 2, 4, 4), (1, 2, 8, 8)]
+    assert RSIS(PAPER, 2).eval()(torch.zeros(1, 3, 32, 32), steps=2).aux_mask_logits == ()
+    masks = _bands(2)
+    targets = [_target(masks)]
+    right = tuple(F.interpolate(masks[None], size=a.shape[-2:], mode="area").clamp(1e-6, 1 - 1e-6).logit()
+                  for a in out.aux_mask_logits)  # each level's probability = the target's covered share
+    good = RSISCriterion()(out._replace(aux_mask_logits=right), targets, matches=[(torch.arange(2), torch.arange(2))])
+    bad = RSISCriterion()(out._replace(aux_mask_logits=right), targets, matches=[(torch.arange(2), torch.tensor([1, 0]))])
+    # a coarse cell half covered cannot score IoU 1 (the 1x1 level), hence not ~0
+    assert good["aux_mask"].item() < 0.2 < 0.8 < bad["aux_mask"].item()
+
+
+def test_top_down_matching_assigns_targets_by_their_top_edge():
+    masks = _bands(3)
+    target = {"masks": masks, "labels": torch.ones(3, dtype=torch.long),
+              "boxes": torch.tensor([[0.1, 0.5, 0.3, 0.9], [0.6, 0.1, 0.9, 0.4], [0.0, 0.3, 0.2, 0.6]])}
+    matcher = StepMatcher([target], "top-down", torch.tensor([True]))
+    own = torch.zeros(1, 1, 32, 32)
+    canvases = [matcher(step, torch.zeros(1, 32, 32), own) for step in range(3)]
+    assert matcher.matches()[0][1].tolist() == [1, 2, 0]  # top edges 0.1, 0.3, 0.5
+    assert torch.equal(canvases[0][0, 0], masks[1])  # teacher-forced canvas follows the same order
+
+
+def test_encoder_width_scales_every_stage_and_refuses_pretrained_weights():
+    narrow = RSIS(dataclasses.replace(PAPER, encoder_width=16), 2).encoder
+    assert narrow.channels == (128, 64, 32, 16, 64)  # stem keeps 64
+    assert [f.shape[1] for f in narrow(torch.randn(1, 3, 64, 64))] == list(narrow.channels)
+    full = sum(p.numel() for p in RSIS(PAPER, 2).encoder.parameters())
+    assert full == sum(p.numel() for n, p in torchvision.models.resnet18().named_parameters() if not n.startswith("fc."))
+    with pytest.raises(ConfigError, match="encoder_width"):
+        dataclasses.replace(PAPER, encoder_width=32, pretrained="imagenet")
+
+
+def test_output_stride_8_unstrides_the_last_two_stages_and_keeps_the_weights():
+    paper, os8 = RSIS(PAPER, 2).encoder, RSIS(dataclasses.replace(PAPER, output_stride=8), 2).encoder
+    sides = [f.shape[-1] for f in os8(torch.randn(1, 3, 64, 64))]
+    assert sides == [8, 8, 8, 16, 32]
+    assert paper.state_dict().keys() == os8.state_dict().keys()
+
+
+def test_shape_head_reads_the_steps_mask():
+    cfg = dataclasses.replace(PAPER, head_pool="max+mask+shape")
+    model = RSIS(cfg, 3)
+    assert model.class_head.in_features == 31 + (16 + 16 + 8 + 4 + 2) + 32
+    torch.manual_seed(0)
+    out = model.eval()(torch.randn(2, 3, 32, 32), steps=2)
+    assert out.class_logits.shape == (2, 2, 3)
