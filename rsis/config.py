@@ -189,8 +189,7 @@ class ModelConfig:
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
     canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input
     canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
-    head_pool: Literal["max", "max+mask", "max+mask+shape"] = "max"  # heads' features: max-pooled hidden states
-    # (+ mask-pooled skips, + a small CNN's reading of the step's mask)
+    head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
     semantic_head: bool = False  # per-pixel class logits on every skip level, trained by loss_weights.semantic
@@ -302,6 +301,7 @@ class TrainConfig:
     matching: Literal["hungarian", "greedy", "fixed", "top-down"] = "hungarian"  # how steps are assigned to targets
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
+    head_targets: Literal["matched", "overlap"] = "matched"  # class/box target: matched GT, or the GT the mask overlaps most
     threads: int = 0  # torch CPU threads, 0 = torch's default (all cores)
 
     def __post_init__(self) -> None:

@@ -27,9 +27,15 @@ class RSISCriterion(nn.Module):
     pixels excluded), mean over levels. Order-free, so it needs no matching.
     """
 
-    def __init__(self, matcher: HungarianMatcher | None = None) -> None:
+    def __init__(self, matcher: HungarianMatcher | None = None, head_targets: str = "matched") -> None:
+        """``head_targets`` (train.head_targets): ``matched`` (the paper) trains a step's class and box
+        on its matched target; ``overlap`` on the ground-truth instance its mask overlaps most, i.e.
+        the object the step actually emits (the two differ when the matching imposes an order)."""
         super().__init__()
+        if head_targets not in ("matched", "overlap"):
+            raise ValueError(f"head_targets must be 'matched' or 'overlap', got {head_targets!r}")
         self.matcher = matcher or HungarianMatcher()
+        self.head_targets = head_targets
 
     def forward(self, outputs: RSISOutput, targets: list[dict],
                 matches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
@@ -53,15 +59,19 @@ class RSISCriterion(nn.Module):
                         for level in outputs.aux_mask_logits]).mean(0))
                 bce = F.binary_cross_entropy_with_logits(outputs.mask_logits[b, rows], gt, reduction="none")
                 bce_terms.append((bce * valid).mean((1, 2)) if valid is not None else bce.mean((1, 2)))  # [T_g]
+                heads = cols
+                if self.head_targets == "overlap":  # [T_g] the instance each step's mask overlaps most
+                    heads = soft_iou(probs.detach(), target["masks"], valid).argmax(1).to(cols.device)
                 class_logits.append(outputs.class_logits[b, rows])  # [T_g, C]
-                class_targets.append(target["labels"][cols])  # [T_g]
+                class_targets.append(target["labels"][heads])  # [T_g]
                 if "boxes" in target:
-                    pred, gt = outputs.boxes[b, rows].float(), target["boxes"][cols]  # [T_g, 4] each
+                    pred, gt = outputs.boxes[b, rows].float(), target["boxes"][heads]  # [T_g, 4] each
                     box_terms.append((pred - gt).abs().sum(-1) + generalized_box_iou_loss(pred, gt))  # [T_g]
             n_stop = min(t_g + 1, steps)
             stop_logits.append(outputs.stop_logits[b, :n_stop])  # [n_stop]
             stop_targets.append((torch.arange(n_stop, device=outputs.stop_logits.device) < t_g).float())
         zero = outputs.mask_logits.sum() * 0.0  # keeps the graph when a batch has no instances
+
         def pairs_mean(terms: list[torch.Tensor]) -> torch.Tensor:
             return torch.cat(terms).mean() if terms else zero
 

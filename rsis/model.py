@@ -26,7 +26,6 @@ from rsis.config import ModelConfig
 NUM_LAYERS = 5
 MASK_PRIOR_LOGIT = -2.0
 IMAGE_SKIP_WIDTH = 16  # channels of the full-resolution mask head (model.image_skip)
-SHAPE_WIDTH = 32  # features of the step's mask shape for the heads (model.head_pool max+mask+shape)
 
 
 class RSISOutput(NamedTuple):
@@ -244,14 +243,7 @@ class RSIS(nn.Module):
         # Prior-probability init (as RetinaNet's classifier): masks start near p = 0.12 instead of
         # 0.5 everywhere, where the soft-IoU gradient is weak; training leaves this plateau sooner.
         nn.init.constant_(self.mask_head.bias, MASK_PRIOR_LOGIT)
-        pooled = sum(hidden_widths) + (sum(skip_widths) if cfg.head_pool != "max" else 0)
-        if cfg.head_pool == "max+mask+shape":  # a small CNN reads the shape of the step's (detached) mask
-            self.shape_encoder = nn.Sequential(
-                nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(16, SHAPE_WIDTH, 3, stride=2, padding=1), nn.ReLU(),
-                nn.AdaptiveMaxPool2d(1), nn.Flatten())
-            pooled += SHAPE_WIDTH
+        pooled = sum(hidden_widths) + (sum(skip_widths) if cfg.head_pool == "max+mask" else 0)
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
@@ -313,11 +305,9 @@ class RSIS(nn.Module):
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
-            if self.head_pool != "max":  # what the step's own mask covers, in every skip level
+            if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
                 weights = mask.detach().sigmoid()
                 pooled += [mask_pool(s, weights) for s in skips]
-                if self.head_pool == "max+mask+shape":
-                    pooled.append(self.shape_encoder(weights))  # [B, SHAPE_WIDTH]
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]

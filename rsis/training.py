@@ -134,7 +134,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
     if cfg.channels_last and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(net, cfg)
-    criterion = RSISCriterion()
+    criterion = RSISCriterion(head_targets=cfg.head_targets)
     base_weights = to_dict(cfg.loss_weights)
     fingerprint = run_fingerprint(paths, model_cfg, cfg, dist.world_size)
     meta = {"model_config": to_dict(model_cfg), "train_config": to_dict(cfg), "num_classes": num_classes,
