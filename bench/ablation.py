@@ -44,7 +44,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "+bce": {**PAPER, "train": {"loss_weights": {"bce": 1.0}}},
     "+maskpool": {**PAPER, "model": {"head_pool": "max+mask"}},
     "+clip": {**PAPER, "train": {"grad_clip": 1.0}},
-    "+semantic": {**PAPER, "model": {"semantic_head": True}, "train": {"loss_weights": {"semantic": 1.0}}},
     "default": {},
 }
 ROOT = Path(__file__).resolve().parent.parent

@@ -192,7 +192,6 @@ class ModelConfig:
     head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
-    semantic_head: bool = False  # per-pixel class logits on every skip level, trained by loss_weights.semantic
 
     def __post_init__(self) -> None:
         _check_positive(self, "hidden_dim", "max_steps", "encoder_width")
@@ -220,11 +219,10 @@ class LossWeights:
     stop: float
     box: float
     bce: float = 0.0  # pixel BCE on matched pairs next to the soft IoU (an extension; paper: 0)
-    semantic: float = 0.0  # per-pixel class cross-entropy of model.semantic_head (an extension; paper: 0)
     aux_mask: float = 0.0  # soft IoU of model.aux_masks' coarse masks on the matched pairs (an extension; paper: 0)
 
     def __post_init__(self) -> None:
-        for name in ("mask", "cls", "stop", "box", "bce", "semantic", "aux_mask"):
+        for name in ("mask", "cls", "stop", "box", "bce", "aux_mask"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.loss_weights.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -21,10 +21,7 @@ class RSISCriterion(nn.Module):
     no stop target at T_g when all T steps are used by objects);
     box: mean over matched pairs of L1 (on normalised x0, y0, x1, y1, summed) + GIoU loss;
     aux_mask (model.aux_masks only; an extension): mean over matched pairs and ConvLSTM levels 0-3 of
-    1 - soft IoU between the level's coarse mask and the target area-resized to it (deep supervision);
-    semantic (model.semantic_head only; an extension): per-pixel cross-entropy of each skip level's
-    class logits against the ground-truth class map area-resized to that level (soft targets, ignored
-    pixels excluded), mean over levels. Order-free, so it needs no matching.
+    1 - soft IoU between the level's coarse mask and the target area-resized to it (deep supervision).
     """
 
     def __init__(self, matcher: HungarianMatcher | None = None, head_targets: str = "matched") -> None:
@@ -81,7 +78,6 @@ class RSISCriterion(nn.Module):
             "cls": F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets)) if class_logits else zero,
             "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
             "box": pairs_mean(box_terms),
-            "semantic": semantic_loss(outputs.semantic_logits, targets) if outputs.semantic_logits else zero,
             "aux_mask": pairs_mean(aux_terms),
         }
         return losses
@@ -94,34 +90,6 @@ def _resize(masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | No
     lead = masks.shape[:-2]
     small = F.interpolate(masks.reshape(-1, 1, *masks.shape[-2:]), size=like.shape[-2:], mode="area")
     return small.reshape(*lead, *like.shape[-2:])
-
-
-def class_map(target: dict, num_classes: int) -> torch.Tensor:
-    """One-hot ground-truth class of every pixel, [C, H, W] (channel 0: background); visible
-    masks do not overlap, so each pixel has one class."""
-    masks = target["masks"].float()  # [N, H, W]
-    onehot = F.one_hot(target["labels"], num_classes).to(masks.dtype)  # [N, C]
-    classes = torch.einsum("nhw,nc->chw", masks, onehot)  # [C, H, W]
-    classes[0] = (1.0 - classes[1:].sum(0)).clamp_min(0.0)
-    return classes
-
-
-def semantic_loss(logits: tuple[torch.Tensor, ...], targets: list[dict]) -> torch.Tensor:
-    """Mean over levels of the pixel cross-entropy of ``logits`` [B, C, h, w] (one per level)
-    against the class maps of ``targets`` area-resized to each level."""
-    num_classes = logits[0].shape[1]
-    truth = torch.stack([class_map(t, num_classes) for t in targets])  # [B, C, H, W]
-    valid = torch.stack([1.0 - t["ignore"] if "ignore" in t else torch.ones_like(truth[b, 0])
-                         for b, t in enumerate(targets)])[:, None]  # [B, 1, H, W]
-    terms = []
-    for level in logits:
-        size = level.shape[-2:]
-        soft = F.interpolate(truth * valid, size=size, mode="area")  # [B, C, h, w]
-        counted = F.interpolate(valid, size=size, mode="area")[:, 0]  # [B, h, w] share of counted pixels
-        soft = soft / counted[:, None].clamp_min(1e-6)
-        ce = -(soft * F.log_softmax(level, dim=1)).sum(1)  # [B, h, w]
-        terms.append((ce * counted).sum() / counted.sum().clamp_min(1e-6))
-    return torch.stack(terms).mean()
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

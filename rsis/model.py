@@ -33,16 +33,13 @@ class RSISOutput(NamedTuple):
     class_logits: torch.Tensor  # [B, T, C] (C includes <eos>/background at index 0)
     stop_logits: torch.Tensor  # [B, T] objectness: sigmoid >= threshold means "an object"
     boxes: torch.Tensor  # [B, T, 4] x0, y0, x1, y1 as fractions of the image side, in [0, 1]
-    # model.semantic_head only: per-pixel class logits of every skip level S_0..S_4, [B, C, h_i, w_i]
-    semantic_logits: tuple[torch.Tensor, ...] = ()
     # model.aux_masks only: each step's mask logits read off ConvLSTM_0..3, [B, T, h_i, w_i]
     aux_mask_logits: tuple[torch.Tensor, ...] = ()
 
     def float(self) -> RSISOutput:
         """Every tensor in float32 (losses and matching whatever the autocast dtype)."""
         return RSISOutput(self.mask_logits.float(), self.class_logits.float(), self.stop_logits.float(),
-                          self.boxes.float(), tuple(s.float() for s in self.semantic_logits),
-                          tuple(a.float() for a in self.aux_mask_logits))
+                          self.boxes.float(), tuple(a.float() for a in self.aux_mask_logits))
 
 
 def pretrained_state_dict(backbone: str, pretrained: str) -> dict[str, torch.Tensor] | None:
@@ -216,7 +213,6 @@ class RSIS(nn.Module):
         self.input_size = cfg.input_size  # (height, width) the data pipeline resizes images to
         self.skip_mode = cfg.skip_mode
         self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
-        self.semantic_head = cfg.semantic_head
         self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained, cfg.output_stride, cfg.encoder_width)
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
@@ -252,8 +248,6 @@ class RSIS(nn.Module):
             self.aux_heads = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in hidden_widths[:-1])
             for head in self.aux_heads:
                 nn.init.constant_(head.bias, MASK_PRIOR_LOGIT)
-        if cfg.semantic_head:  # deep supervision: per-pixel class of every skip projection (1x1 conv each)
-            self.semantic = nn.ModuleList(nn.Conv2d(w, num_classes, 1) for w in skip_widths)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Everything but the encoder: skip projections, ConvLSTMs and heads."""
@@ -319,7 +313,6 @@ class RSIS(nn.Module):
             class_logits=torch.stack(classes, dim=1),  # [B, T, C]
             stop_logits=torch.stack(stops, dim=1),  # [B, T]
             boxes=torch.stack(boxes, dim=1),  # [B, T, 4]
-            semantic_logits=tuple(head(s) for head, s in zip(self.semantic, skips)) if self.semantic_head else (),
             aux_mask_logits=tuple(torch.stack(level, dim=1) for level in aux) if self.aux_masks else (),
         )
 

@@ -175,7 +175,7 @@ def test_paper_preset_sets_every_extension_to_the_paper_value(tmp_path):
     assert {k: getattr(model, k) for k in defaults} == defaults
     assert (train.matching, train.teacher_forcing_epochs, train.grad_clip) == ("hungarian", 0.0, 0.0)
     weights = train.loss_weights
-    assert (weights.cls, weights.bce, weights.semantic, weights.aux_mask) == (0.1, 0.0, 0.0, 0.0)
+    assert (weights.cls, weights.bce, weights.aux_mask) == (0.1, 0.0, 0.0)
 
 
 def test_canvas_gate_zeroes_covered_pixels_and_keeps_the_rest():
