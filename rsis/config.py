@@ -191,6 +191,7 @@ class ModelConfig:
     canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
     head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
+    instance_embedding: bool = False  # per-pixel embedding; each step's mask + similarity to its seed pixel
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
 
     def __post_init__(self) -> None:
@@ -220,9 +221,10 @@ class LossWeights:
     box: float
     bce: float = 0.0  # pixel BCE on matched pairs next to the soft IoU (an extension; paper: 0)
     aux_mask: float = 0.0  # soft IoU of model.aux_masks' coarse masks on the matched pairs (an extension; paper: 0)
+    embedding: float = 0.0  # discriminative loss of model.instance_embedding (an extension; paper: 0)
 
     def __post_init__(self) -> None:
-        for name in ("mask", "cls", "stop", "box", "bce", "aux_mask"):
+        for name in ("mask", "cls", "stop", "box", "bce", "aux_mask", "embedding"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.loss_weights.{name} must be >= 0, got {getattr(self, name)}")
 

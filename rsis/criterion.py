@@ -79,6 +79,7 @@ class RSISCriterion(nn.Module):
             "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
             "box": pairs_mean(box_terms),
             "aux_mask": pairs_mean(aux_terms),
+            "embedding": embedding_loss(outputs.embedding, targets) if outputs.embedding is not None else zero,
         }
         return losses
 
@@ -90,6 +91,32 @@ def _resize(masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | No
     lead = masks.shape[:-2]
     small = F.interpolate(masks.reshape(-1, 1, *masks.shape[-2:]), size=like.shape[-2:], mode="area")
     return small.reshape(*lead, *like.shape[-2:])
+
+
+PULL_MARGIN, PUSH_MARGIN = 0.5, 1.5  # De Brabandere et al.'s delta_v and delta_d
+
+
+def embedding_loss(embedding: torch.Tensor, targets: list[dict]) -> torch.Tensor:
+    """The discriminative loss (De Brabandere et al. 2017) of ``embedding`` [B, E, H, W] over each
+    image's visible instances: pixels pulled to within PULL_MARGIN of their instance's mean, means
+    pushed 2 * PUSH_MARGIN apart, mean over images that have instances."""
+    terms = []
+    for b, target in enumerate(targets):
+        masks = target["masks"].to(embedding.dtype).flatten(1)  # [N, H*W]
+        if masks.shape[0] == 0:
+            continue
+        e = embedding[b].flatten(1)  # [E, H*W]
+        area = masks.sum(1).clamp_min(1.0)  # [N]
+        means = (masks @ e.T) / area[:, None]  # [N, E]
+        spread = torch.cdist(means, e.T)  # [N, H*W] distance of every pixel to every mean
+        pull = ((spread - PULL_MARGIN).clamp_min(0.0).pow(2) * masks).sum(1) / area  # [N]
+        term = pull.mean()
+        if means.shape[0] > 1:
+            apart = torch.cdist(means, means)  # [N, N]
+            off = ~torch.eye(means.shape[0], dtype=torch.bool, device=means.device)
+            term = term + (2 * PUSH_MARGIN - apart[off]).clamp_min(0.0).pow(2).mean()
+        terms.append(term + 0.001 * means.norm(dim=1).mean())
+    return torch.stack(terms).mean() if terms else embedding.sum() * 0.0
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

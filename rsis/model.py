@@ -26,6 +26,8 @@ from rsis.config import ModelConfig
 NUM_LAYERS = 5
 MASK_PRIOR_LOGIT = -2.0
 IMAGE_SKIP_WIDTH = 16  # channels of the full-resolution mask head (model.image_skip)
+EMBEDDING_WIDTH = 8  # per-pixel instance embedding (model.instance_embedding)
+EMBEDDING_RADIUS = 1.5  # initial squared distance at which the seed term is 0 (between the loss's margins)
 
 
 class RSISOutput(NamedTuple):
@@ -35,11 +37,14 @@ class RSISOutput(NamedTuple):
     boxes: torch.Tensor  # [B, T, 4] x0, y0, x1, y1 as fractions of the image side, in [0, 1]
     # model.aux_masks only: each step's mask logits read off ConvLSTM_0..3, [B, T, h_i, w_i]
     aux_mask_logits: tuple[torch.Tensor, ...] = ()
+    # model.instance_embedding only: per-pixel instance embedding, [B, E, H, W]
+    embedding: torch.Tensor | None = None
 
     def float(self) -> RSISOutput:
         """Every tensor in float32 (losses and matching whatever the autocast dtype)."""
         return RSISOutput(self.mask_logits.float(), self.class_logits.float(), self.stop_logits.float(),
-                          self.boxes.float(), tuple(a.float() for a in self.aux_mask_logits))
+                          self.boxes.float(), tuple(a.float() for a in self.aux_mask_logits),
+                          None if self.embedding is None else self.embedding.float())
 
 
 def pretrained_state_dict(backbone: str, pretrained: str) -> dict[str, torch.Tensor] | None:
@@ -243,6 +248,15 @@ class RSIS(nn.Module):
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
+        self.instance_embedding = cfg.instance_embedding
+        if cfg.instance_embedding:  # per-pixel embedding from [3x3 conv of the image | upsampled S_3, S_4]
+            self.embedding_image = nn.Conv2d(3, IMAGE_SKIP_WIDTH, 3, padding=1)
+            self.embedding_head = nn.Sequential(
+                nn.Conv2d(IMAGE_SKIP_WIDTH + skip_widths[3] + skip_widths[4], 32, 1), nn.ReLU(),
+                nn.Conv2d(32, EMBEDDING_WIDTH, 1))
+            # the seed's similarity term: logit += scale * (radius - squared distance to the seed's embedding)
+            self.seed_scale = nn.Parameter(torch.tensor(-2.0))  # softplus: 0.13, grows as the embedding learns
+            self.seed_radius = nn.Parameter(torch.tensor(EMBEDDING_RADIUS))
         self.aux_masks = cfg.aux_masks
         if cfg.aux_masks:  # deep supervision of the decoder: a 1x1 conv mask head on ConvLSTM_0..3
             self.aux_heads = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in hidden_widths[:-1])
@@ -271,6 +285,13 @@ class RSIS(nn.Module):
                 fixed.append(coordinates(skip))
             fixed_gates.append(cell.fixed_gates(torch.cat(fixed, dim=1) if fixed else None, skip))
         image_features = self.image_features(images) if self.image_skip else None  # [B, 16, H, W]
+        embedding = None
+        if self.instance_embedding:
+            full = images.shape[-2:]
+            embedding = self.embedding_head(torch.cat(
+                [self.embedding_image(images)]
+                + [F.interpolate(s, size=full, mode="bilinear", align_corners=False) for s in skips[3:]], dim=1))
+            flat_embedding = embedding.flatten(2)  # [B, E, H*W]
         states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * NUM_LAYERS
         masks, classes, stops, boxes = [], [], [], []
         aux: list[list[torch.Tensor]] = [[] for _ in range(NUM_LAYERS - 1)]  # per level, per step [B, h, w]
@@ -296,6 +317,12 @@ class RSIS(nn.Module):
                 mask = self.mask_head(F.relu(self.mask_features(up) + image_features))  # [B, 1, H, W]
             else:
                 mask = self.mask_head(up)  # [B, 1, H, W]
+            if embedding is not None:  # + similarity to the embedding at the step's most confident free pixel
+                free = gated_logits(mask, canvas) if self.canvas_gate else mask
+                seed = free.detach().flatten(1).argmax(1)  # [B]
+                query = flat_embedding.gather(2, seed.view(-1, 1, 1).expand(-1, flat_embedding.shape[1], 1))  # [B, E, 1]
+                distance = (flat_embedding - query).pow(2).sum(1).view_as(mask[:, 0])  # [B, H, W]
+                mask = mask + (F.softplus(self.seed_scale) * (self.seed_radius - distance))[:, None]
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
@@ -314,6 +341,7 @@ class RSIS(nn.Module):
             stop_logits=torch.stack(stops, dim=1),  # [B, T]
             boxes=torch.stack(boxes, dim=1),  # [B, T, 4]
             aux_mask_logits=tuple(torch.stack(level, dim=1) for level in aux) if self.aux_masks else (),
+            embedding=embedding,
         )
 
     def _merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torchvision
 
 from rsis.config import ConfigError, ModelConfig, load_section
-from rsis.criterion import RSISCriterion, weighted_total
+from rsis.criterion import RSISCriterion, embedding_loss, weighted_total
 from rsis.engine import forward_with_loss
 from rsis.matcher import StepMatcher
 from rsis.model import RSIS, coordinates, gated_logits, mask_pool
@@ -286,3 +286,33 @@ def test_overlap_head_targets_train_the_class_of_the_object_the_mask_covers():
     assert overlap["cls"].item() < 0.01 < 5 < matched["cls"].item()
     assert overlap["box"].item() < 1e-4 < matched["box"].item()
     assert overlap["mask"].item() == matched["mask"].item()  # the mask still trains towards the matched target
+
+
+def test_embedding_loss_is_low_for_separated_instances_and_high_for_one_blob():
+    masks = _bands(3)
+    target = _target(masks)
+    separated = torch.einsum("nhw,ne->ehw", masks, torch.eye(3) * 4.0)[None]  # instance k at 4 * e_k
+    assert embedding_loss(separated, [target]).item() < 0.02
+    blob = torch.zeros(1, 3, 32, 32)  # every pixel at the same point: the means are not pushed apart
+    assert embedding_loss(blob, [target]).item() == pytest.approx((2 * 1.5) ** 2, rel=1e-3)
+
+
+def test_seeded_mask_follows_the_embedding_of_its_most_confident_pixel():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(PAPER, instance_embedding=True, image_skip=True)
+    model = RSIS(cfg, 2).eval()
+    masks = _bands(2)
+    with torch.no_grad():
+        base = model(torch.zeros(1, 3, 32, 32), steps=1)
+        # replace the embedding by one that separates the two bands, and boost the seed term
+        model.embedding_head[-1].weight.zero_()
+        model.embedding_head[-1].bias.zero_()
+        model.seed_scale.fill_(5.0)
+        separated = torch.einsum("nhw,ne->ehw", masks, torch.eye(2, 8) * 4.0)[None]
+        model.embedding_head.register_forward_hook(lambda module, args, out: separated)
+        model.mask_head.bias.fill_(0.0)
+        out = model(torch.zeros(1, 3, 32, 32), steps=1)
+    assert base.embedding.shape == (1, 8, 32, 32)
+    seed = out.mask_logits[0, 0].flatten().argmax()
+    band = int(masks[:, seed // 32, seed % 32].argmax())  # the band the seed lies in
+    assert out.mask_logits[0, 0][masks[band].bool()].min() > 0 > out.mask_logits[0, 0][masks[1 - band].bool()].max()
