@@ -33,17 +33,22 @@ from rsis.evaluation import evaluate
 from rsis.training import LAST, fit
 
 PAPER = {"preset": "paper"}
-VARIANTS: dict[str, dict[str, Any]] = {
+VARIANTS: dict[str, dict[str, Any]] = {  # each extension alone on top of the paper, then the default
     "paper": PAPER,
-    "+canvas": {**PAPER, "model": {"canvas": True}},
-    "+canvas+teacher": {**PAPER, "model": {"canvas": True}, "train": {"matching": "greedy", "teacher_forcing_epochs": 3}},
-    "+canvas+gate": {**PAPER, "model": {"canvas": True, "canvas_gate": True}},
-    "+greedy": {**PAPER, "train": {"matching": "greedy"}},
-    "+coord": {**PAPER, "model": {"coord": True}},
     "+stride16": {**PAPER, "model": {"output_stride": 16}},
-    "+bce": {**PAPER, "train": {"loss_weights": {"bce": 1.0}}},
+    "+coord": {**PAPER, "model": {"coord": True}},
+    "+canvas": {**PAPER, "model": {"canvas": True}},
+    "+canvas+gate": {**PAPER, "model": {"canvas": True, "canvas_gate": True}},
+    "+top-down": {**PAPER, "train": {"matching": "top-down"}},
+    "+canvas+top-down+teacher": {**PAPER, "model": {"canvas": True},
+                                 "train": {"matching": "top-down", "teacher_forcing_epochs": 3}},
     "+maskpool": {**PAPER, "model": {"head_pool": "max+mask"}},
-    "+clip": {**PAPER, "train": {"grad_clip": 1.0}},
+    "+image-skip": {**PAPER, "model": {"image_skip": True}},
+    "+aux-masks": {**PAPER, "model": {"aux_masks": True}, "train": {"loss_weights": {"aux_mask": 1.0}}},
+    "+embedding": {**PAPER, "model": {"instance_embedding": True}, "train": {"loss_weights": {"embedding": 1.0}}},
+    "+bce": {**PAPER, "train": {"loss_weights": {"bce": 1.0}}},
+    "+class-weight": {**PAPER, "train": {"loss_weights": {"cls": 1.0}}},
+    "+overlap-targets": {**PAPER, "train": {"head_targets": "overlap"}},
     "default": {},
 }
 ROOT = Path(__file__).resolve().parent.parent

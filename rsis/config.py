@@ -189,7 +189,8 @@ class ModelConfig:
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
     canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input
     canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
-    head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states (+ mask-pooled skips)
+    head_pool: Literal["max", "max+mask", "max+encoder"] = "max"  # heads' features: max-pooled hidden states
+    # (+ skip projections, or encoder blocks, averaged under the step's mask)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
     instance_embedding: bool = False  # per-pixel embedding; each step's mask + similarity to its seed pixel
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)

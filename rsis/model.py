@@ -244,7 +244,8 @@ class RSIS(nn.Module):
         # Prior-probability init (as RetinaNet's classifier): masks start near p = 0.12 instead of
         # 0.5 everywhere, where the soft-IoU gradient is weak; training leaves this plateau sooner.
         nn.init.constant_(self.mask_head.bias, MASK_PRIOR_LOGIT)
-        pooled = sum(hidden_widths) + (sum(skip_widths) if cfg.head_pool == "max+mask" else 0)
+        pooled = sum(hidden_widths) + {"max": 0, "max+mask": sum(skip_widths),
+                                       "max+encoder": sum(self.encoder.channels)}[cfg.head_pool]
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
@@ -277,7 +278,8 @@ class RSIS(nn.Module):
         emits them (binary, like a teacher-forced canvas of ground truth).
         """
         steps = self.max_steps if steps is None else steps
-        skips = [proj(f) for proj, f in zip(self.skips, self.encoder(images))]  # S_0..S_4
+        blocks = self.encoder(images)  # f0..f4
+        skips = [proj(f) for proj, f in zip(self.skips, blocks)]  # S_0..S_4
         fixed_gates = []  # per level: the gate share of the inputs that are the same at every step
         for i, (cell, skip) in enumerate(zip(self.cells, skips)):
             fixed = [skip] if i == 0 or self.skip_mode == "concat" else []
@@ -326,9 +328,9 @@ class RSIS(nn.Module):
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
-            if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
+            if self.head_pool != "max":  # what the step's own mask covers, in every skip level (or encoder block)
                 weights = mask.detach().sigmoid()
-                pooled += [mask_pool(s, weights) for s in skips]
+                pooled += [mask_pool(s, weights) for s in (skips if self.head_pool == "max+mask" else blocks)]
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
