@@ -119,6 +119,8 @@ def main() -> None:
                         help="evaluate the last checkpoint every EPOCHS epochs (default 1): AP50 vs updates")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "ablation")
     parser.add_argument("--report", type=Path, default=ROOT / "bench" / "ABLATION.md")
+    parser.add_argument("--collect", action="store_true",
+                        help="train nothing: write the report from what --out holds (e.g. after stopping a long run)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -127,14 +129,14 @@ def main() -> None:
 
     start = time.perf_counter()
     data_cfg = variant_params("default", args.sets)["data"]
-    if not (args.out / "data" / "test.json").is_file():
+    if not args.collect and not (args.out / "data" / "test.json").is_file():
         convert(data_cfg, args.out / "data", args.out / "raw")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     sets = list(args.sets)
     if args.jobs > 1:
         env["OMP_NUM_THREADS"] = "1"
         sets.append("train.threads=1")
-    pending, running = list(args.only), []
+    pending, running = ([] if args.collect else list(args.only)), []
     while pending or running:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
@@ -160,10 +162,14 @@ def main() -> None:
               if args.curve and (args.out / n / "curve.csv").is_file()]
     if curves:  # one learning curve file for all variants (a DVC plot)
         args.report.with_suffix(".curve.csv").write_text(pd.concat(curves).to_csv(index=False))
+    unfinished = [f"{c['variant'].iloc[0]} (stopped; its curve reaches {int(c['updates'].max())} updates)"
+                  for c in curves if not (args.out / c["variant"].iloc[0] / "result.json").is_file()]
+    wall = "collected from " + str(args.out) if args.collect else f"{time.perf_counter() - start:.0f} s wall"
     args.report.write_text(
         f"# Ablation ({args.split} split)\n\nCommand: `python bench/ablation.py {' '.join(sys.argv[1:])}`"
-        f" ({time.perf_counter() - start:.0f} s wall, {args.jobs} job(s) at once)\n\n"
-        f"{markdown(table) if rows else 'no variant finished'}\n")
+        f" ({wall}, {args.jobs} job(s) at once)\n\n"
+        f"{markdown(table) if rows else 'no variant finished'}\n"
+        + (f"\nNot finished: {', '.join(unfinished)}.\n" if unfinished else ""))
 
 
 def markdown(table: pd.DataFrame) -> str:

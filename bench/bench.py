@@ -110,8 +110,40 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     document = {"machine": machine(), "results": results, **comparisons}
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out / "RESULTS.md").write_text(report(document))
+    render(out)
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")
+
+
+def render(folder: Path = ROOT / "bench") -> None:
+    """RESULTS.md from results.json and, where they exist, throughput.json (bench/throughput.py) and
+    queue.json (bench/dvc_queue.py): each bench script rewrites only its own JSON, then renders."""
+    document = json.loads((folder / "results.json").read_text())
+    text = report(document)
+    if (folder / "throughput.json").exists():
+        text += throughput_report(json.loads((folder / "throughput.json").read_text()))
+    if (folder / "queue.json").exists():
+        text += queue_report(json.loads((folder / "queue.json").read_text()))
+    (folder / "RESULTS.md").write_text(text)
+
+
+def throughput_report(document: dict) -> str:
+    lines = ["", "## CPU training step, images/s (`python bench/throughput.py`)", "",
+             "The real training step (`rsis.engine.train_one_epoch`) on the same batches, each row in a fresh "
+             "process. `before` rows are the code before the step-speed work, where recorded (`note`).", "",
+             "| config | threads | Adam | s/step | train img/s | note |", "|---|---|---|---|---|---|"]
+    for r in document["rows"]:
+        lines.append(f"| {r['config']} | {r['threads']} | {r['adam']} | {r['seconds_per_step']} | "
+                     f"{r['images_per_s']} | {r.get('note', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def queue_report(row: dict) -> str:
+    return "\n".join([
+        "", "## Two experiments: `dvc queue start -j 2` vs one after the other (`python bench/dvc_queue.py`)", "",
+        f"{row['experiments']} experiments of {row['epochs']} epoch(s) each (train, evaluate, analyze) on "
+        f"{row['cpu_count']} cores.", "",
+        "| one after the other, all threads each | queued -j 2, `train.threads=1` each | speed-up |", "|---|---|---|",
+        f"| {row['sequential_s']} s | {row['queue_j2_threads1_s']} s | {row['speedup']}x |"]) + "\n"
 
 
 def compare_all(devices: list[torch.device], model_cfg, train_cfg, data: Path) -> dict:

@@ -55,7 +55,8 @@ def measure(variant: str, threads: int, fused: bool, data: Path, batches: int) -
     seconds = time.perf_counter() - start
     return {"config": variant, "threads": threads, "adam": "fused" if fused else "per-tensor",
             "batch": cfg.batch_size, "seconds_per_step": round(seconds / batches, 3),
-            "images_per_s": round(batches * cfg.batch_size / seconds, 1)}
+            "images_per_s": round(batches * cfg.batch_size / seconds, 1),
+            "note": "now" if fused else "before: Adam's per-tensor loop"}
 
 
 def main() -> None:
@@ -83,7 +84,9 @@ def main() -> None:
                     rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
                     print(json.dumps(rows[-1]), flush=True)
     args.out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    from bench import render  # bench/bench.py: RESULTS.md from every bench JSON
+    render(args.out.parent)
+    print(f"wrote {args.out} and {args.out.parent / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":

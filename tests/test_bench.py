@@ -56,3 +56,44 @@ def test_both_steps_give_the_same_losses():
     assert ours.keys() == original.keys()
     for name in ours:
         assert torch.equal(ours[name], original[name]), name
+
+
+def test_results_md_gathers_every_bench_json(tmp_path):
+    """bench/RESULTS.md is rendered from results.json plus throughput.json and queue.json when present,
+    so one bench script's rerun does not drop the others' figures."""
+    import json
+
+    import bench
+
+    document = {"machine": {}, "results": [], "inference_vs_maskrcnn": [], "training_step_vs_original": [],
+                "data_loading": [], "repro_stages": []}
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    bench.render(tmp_path)
+    assert "CPU training step" not in (tmp_path / "RESULTS.md").read_text()
+    (tmp_path / "throughput.json").write_text(json.dumps({"rows": [
+        {"config": "default", "threads": 2, "adam": "fused", "batch": 8, "seconds_per_step": 0.31,
+         "images_per_s": 25.8, "note": "now"}]}))
+    (tmp_path / "queue.json").write_text(json.dumps({"experiments": 2, "epochs": 1, "sequential_s": 300.0,
+                                                     "queue_j2_threads1_s": 200.0, "speedup": 1.5, "cpu_count": 2}))
+    bench.render(tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| default | 2 | fused | 0.31 | 25.8 | now |" in text
+    assert "| 300.0 s | 200.0 s | 1.5x |" in text
+
+
+def test_ablation_collect_reports_a_stopped_run(tmp_path, monkeypatch):
+    """A long run stopped before its last epoch still yields its learning curve and says it stopped."""
+    import pandas as pd
+
+    import ablation
+
+    (tmp_path / "out" / "paper").mkdir(parents=True)
+    pd.DataFrame([{"epoch": 1, "updates": 400, "AP50": 0.1}, {"epoch": 3, "updates": 800, "AP50": 0.2}]).to_csv(
+        tmp_path / "out" / "paper" / "curve.csv", index=False)
+    report = tmp_path / "LONG.md"
+    monkeypatch.setattr(sys, "argv", ["ablation.py", "--only", "paper", "--curve", "2", "--collect",
+                                      "--out", str(tmp_path / "out"), "--report", str(report)])
+    ablation.main()
+    assert "paper (stopped; its curve reaches 800 updates)" in report.read_text()
+    curve = pd.read_csv(report.with_suffix(".curve.csv"))
+    assert list(curve["updates"]) == [400, 800] and set(curve["variant"]) == {"paper"}
