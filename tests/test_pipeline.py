@@ -133,7 +133,8 @@ def test_mlflow_has_one_run_per_stage(repo):
     assert all(r.info.status == "FINISHED" for r in runs)
     train = by_stage["train"]
     assert train.data.params["train.epochs"] == "2"
-    assert train.data.params["train.loss_weights.cls"] == "0.1"
+    cls_weight = yaml.safe_load((root / "params.yaml").read_text())["train"]["loss_weights"]["cls"]
+    assert train.data.params["train.loss_weights.cls"] == str(cls_weight)
     assert len(client.get_metric_history(train.info.run_id, "val_total")) == 2
     assert "segm.AP50" in by_stage["evaluate"].data.metrics
     assert len(by_stage["train"].data.tags["git_revision"]) == 40
