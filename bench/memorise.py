@@ -10,7 +10,7 @@ wrong step, a loss that ignores a term, an inference that reads the wrong step) 
 It trains with the train stage's own step (rsis.engine.train_one_epoch) and scores with the
 evaluate stage's own scoring (rsis.evaluation.score), at constant learning rates, and reports
 the updates each configuration needed to reach AP50 >= --target on the images it trained on.
-Results: bench/MEMORISE.md and bench/memorise.json.
+Results: bench/MEMORISE.md and bench/MEMORISE.json.
 """
 
 from __future__ import annotations
