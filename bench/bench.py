@@ -129,7 +129,7 @@ def render(folder: Path = ROOT / "bench") -> None:
 def throughput_report(document: dict) -> str:
     lines = ["", "## CPU training step, images/s (`python bench/throughput.py`)", "",
              "The real training step (`rsis.engine.train_one_epoch`) on the same batches, each row in a fresh "
-             "process. `before` rows are the code before the step-speed work, where recorded (`note`).", "",
+             "process; `note` says which rows use the optimiser as it was before (Adam's per-tensor loop).", "",
              "| config | threads | Adam | s/step | train img/s | note |", "|---|---|---|---|---|---|"]
     for r in document["rows"]:
         lines.append(f"| {r['config']} | {r['threads']} | {r['adam']} | {r['seconds_per_step']} | "
