@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from rsis.datasets.record import DataError
 from rsis.io import atomic_path
 
 
@@ -20,4 +21,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found: run the train stage first")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError or pickle's UnpicklingError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(path, f"not a readable checkpoint ({type(exc).__name__}: {first})") from None

@@ -173,6 +173,7 @@ class DataConfig:
     cvppp: CvpppConfig
     cityscapes: CityscapesConfig
     coco: CocoConfig
+    high_bit_depth: Literal["range", "minmax"] = "range"  # 16-bit images to 8 bits (rsis/datasets/images.py)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ predicted sequences, and score them with COCO segm AP."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,22 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
             extra["cityscapes"] = cityscapes_eval.evaluate(gt_files, sequences, names, out / "cityscapes")
     if [c["name"] for c in dataset.categories] == LEAF_CATEGORIES:
         extra["cvppp"] = leaf_scores(ground_truth, dataset, maps)
-    return {**score(ground_truth, sequences, dataset), **extra, "checkpoint_epoch": state["epoch"]}
+    metrics = {**score(ground_truth, sequences, dataset), **extra, "checkpoint_epoch": state["epoch"]}
+    beyond = beyond_reach(dataset, model.max_steps)
+    metrics["counts"].update(beyond)
+    if beyond["gt_beyond_max_steps"]:
+        print(f"warning: {beyond['gt_beyond_max_steps']} of {metrics['counts']['gt_instances']} ground-truth instances "
+              f"({beyond['images_over_max_steps']} {split} images) are beyond reach of model.max_steps = "
+              f"{model.max_steps} decoder steps: recall cannot reach 1", file=sys.stderr)
+    return metrics
+
+
+def beyond_reach(dataset: InstanceDataset, steps: int) -> dict[str, int]:
+    """Ground-truth instances a T-step decoder cannot emit (each image's count past T), and the
+    images holding them."""
+    counts = [sum(1 for a in dataset.annotations.get(info["id"], []) if not a["iscrowd"]) for info in dataset.images]
+    return {"gt_beyond_max_steps": sum(max(0, n - steps) for n in counts),
+            "images_over_max_steps": sum(1 for n in counts if n > steps)}
 
 
 def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset: InstanceDataset) -> dict[str, Any]:

@@ -59,6 +59,27 @@ def draw_sequences(panels: list[dict], path: str | Path, columns: int, title: st
     _save(fig, path)
 
 
+def draw_prediction(image: np.ndarray, masks: list[np.ndarray], names: list[str], path: str | Path,
+                    title: str = "") -> None:
+    """One image with its predicted instances painted in step order, each numbered at its centre
+    of mass with its class name (the predict command's overlay)."""
+    h, w = image.shape[:2]
+    scale = 6.0 / max(h, w)
+    fig = Figure(figsize=(max(2.5, w * scale), max(2.5, h * scale) + 0.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(overlay(image, masks))
+    for k, (mask, name) in enumerate(zip(masks, names)):
+        ys, xs = np.nonzero(mask)
+        ax.text(xs.mean(), ys.mean(), f"{k + 1} {name}", color="black", fontsize=7, ha="center", va="center",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": PALETTE[k % len(PALETTE)], "alpha": 0.85})
+    ax.set_title(f"{title}: {len(masks)} instances, numbered in step order" if title else
+                 f"{len(masks)} instances, numbered in step order", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    _save(fig, path)
+
+
 def _placeholder(fig: Figure, text: str) -> None:
     """A figure with nothing to draw still gets written, saying why it is empty."""
     ax = fig.add_subplot(1, 1, 1)

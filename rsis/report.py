@@ -28,6 +28,8 @@ BENCHMARKS = {
     "leaves": ("the synthetic leaves test split, CVPPP protocol", CVPPP,
                "The paper has no synthetic benchmark: its CVPPP A1 figures are shown for scale only."),
     "cityscapes": ("Cityscapes", CITYSCAPES, "The paper's figures are on the test server; this run's on val."),
+    "coco": ("your own COCO-format test split, Pascal protocol", PASCAL,
+             "The paper has no figures on this data: its Pascal VOC figures are shown for scale only."),
 }
 
 
@@ -37,6 +39,8 @@ def _lookup(metrics: dict[str, Any], path: tuple[str, str]) -> float | None:
 
 
 def paper_comparison(dataset: str, metrics: dict[str, Any]) -> str:
+    if dataset not in BENCHMARKS:
+        raise ValueError(f"data.dataset = {dataset!r}: no paper comparison (known: {sorted(BENCHMARKS)})")
     title, rows, note = BENCHMARKS[dataset]
     counts = metrics.get("counts", {})
     lines = [f"# This run vs. the paper: {title}", "",

@@ -11,8 +11,10 @@ from rsis.tracking import stage_run
 
 def main() -> None:
     paths, data = load_section("paths"), load_section("data")
+    # reported, not applied: images holding more instances than training keeps or the decoder can reach
+    limits = {"train.max_objects": load_section("train").max_objects, "model.max_steps": load_section("model").max_steps}
     with stage_run("convert", {"data": to_dict(data)}) as run:
-        stats = convert(data, paths.data, paths.raw)
+        stats = convert(data, paths.data, paths.raw, limits)
         write_json(Path(paths.metrics) / "convert.json", stats)
         run.log_metrics(stats)
     print(f"converted {data.dataset} into {paths.data}: {stats}")

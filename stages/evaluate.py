@@ -14,10 +14,11 @@ def main() -> None:
     paths, cfg, data = load_section("paths"), load_section("evaluate"), load_section("data")
     with stage_run("evaluate", {"evaluate": to_dict(cfg)}) as run:
         metrics = evaluate(paths, cfg)
+        report = paper_comparison(data.dataset, metrics)  # before writing anything: a failure keeps both files
         out = Path(paths.metrics) / "evaluate.json"
         write_json(out, metrics)
         with atomic_path(Path(paths.metrics) / "paper_comparison.md") as tmp:
-            tmp.write_text(paper_comparison(data.dataset, metrics))
+            tmp.write_text(report)
         run.log_metrics(metrics)
         run.log_artifact(out)
     segm = metrics["segm"]

@@ -82,13 +82,78 @@ EXPECTED_REASONS = {  # file -> what the report must say about it
 def test_skip_leaves_out_each_bad_item_and_reports_its_file_and_reason(tmp_path, data_cfg):
     cfg = _cfg(data_cfg, tmp_path / "src", "skip")
     stats = convert(cfg, tmp_path / "out", tmp_path / "raw")
-    assert stats["train"] == {"images": 2, "instances": 1, "without_instances": 1, "skipped": 6}
+    # 4 bad images left out; the 2 bad annotations are left out and their images (rle, classy) kept
+    assert {k: stats["train"][k] for k in ("images", "instances", "without_instances", "skipped",
+                                           "skipped_annotations", "empty_annotations")} == {
+        "images": 4, "instances": 1, "without_instances": 3, "skipped": 4, "skipped_annotations": 2,
+        "empty_annotations": 0}
     report = json.loads((tmp_path / "out" / SKIPPED_REPORT).read_text())
     assert report["val"] == [] and len(report["train"]) == 6
     for item in report["train"]:
         name = Path(item["path"]).name
         assert EXPECTED_REASONS[name] in item["reason"], item
     assert {Path(i["path"]).name for i in report["train"]} == set(EXPECTED_REASONS)
+    assert {i["annotation_id"] for i in report["train"] if "annotation_id" in i} == {5, 7}
+
+
+def _crowded_split(root: Path, bad_segmentation) -> CocoSplit:
+    """One image with 12 good squares and one bad annotation (id 99)."""
+    folder = root / "crowded"
+    folder.mkdir(parents=True)
+    _png(folder / "crowd.png", 40, 60)
+    good = [_ann(k + 1, 1, [[x, y, x + 3, y, x + 3, y + 3, x, y + 3]])
+            for k, (x, y) in enumerate((4 * i + 1, 10 * j + 2) for i in range(6) for j in range(2))]
+    doc = {"images": [{"id": 1, "file_name": "crowd.png", "height": 40, "width": 60}],
+           "annotations": good + [_ann(99, 1, bad_segmentation)], "categories": [{"id": 1, "name": "thing"}]}
+    (root / "crowded.json").write_text(json.dumps(doc))
+    return CocoSplit(json=str(root / "crowded.json"), images=str(folder))
+
+
+MALFORMED = [  # segmentation, words the error must contain
+    ([[2, 2, 8, 2, 8]], "polygon 0 has 5 numbers; expected an even count of at least 6"),  # pycocotools: bare Exception
+    ([[2, 2, 8, 6]], "polygon 0 has 4 numbers"),  # pycocotools would read it as a box
+    ([], "empty polygon list"),
+    ([[2, 2, 8, "x", 8, 6]], "polygon 0 has 6 numbers"),
+    ({"counts": "abc"}, "RLE segmentation without 'counts' and 'size'"),
+    ({"counts": "abc", "size": 40}, "RLE 'size' is 40; expected [height, width]"),
+    ("a string", "segmentation of type str"),
+    ({"counts": "\xff\xff", "size": [40, 60]}, "unreadable segmentation"),
+]
+
+
+@pytest.mark.parametrize("segmentation, words", MALFORMED)
+def test_a_malformed_annotation_names_file_and_id_or_is_skipped_alone(tmp_path, data_cfg, segmentation, words):
+    src = tmp_path / "src"
+    cfg = _cfg(data_cfg, src, "stop", train=_crowded_split(src, segmentation))
+    with pytest.raises(DataError, match=r"crowd\.png: annotation 99 of crowd\.png in .*crowded\.json") as err:
+        convert(cfg, tmp_path / "out", tmp_path / "raw")
+    assert words in str(err.value) and "\n" not in str(err.value)
+    stats = convert(dataclasses.replace(cfg, on_error="skip"), tmp_path / "out", tmp_path / "raw")
+    assert stats["train"]["images"] == 1 and stats["train"]["instances"] == 12  # the image and its good ones kept
+    assert stats["train"]["skipped"] == 0 and stats["train"]["skipped_annotations"] == 1
+    report = json.loads((tmp_path / "out" / SKIPPED_REPORT).read_text())["train"]
+    assert len(report) == 1 and report[0]["annotation_id"] == 99 and words in report[0]["reason"]
+
+
+def test_an_annotation_with_no_pixel_is_counted_and_listed(tmp_path, data_cfg):
+    src = tmp_path / "src"
+    outside = [[100, 100, 110, 100, 110, 110]]  # entirely off the 40x60 image
+    cfg = _cfg(data_cfg, src, "stop", train=_crowded_split(src, outside))
+    stats = convert(cfg, tmp_path / "out", tmp_path / "raw")  # not an error, even under stop
+    assert stats["train"]["instances"] == 12 and stats["train"]["empty_annotations"] == 1
+    report = json.loads((tmp_path / "out" / SKIPPED_REPORT).read_text())["train"]
+    assert report == [{"path": str(Path(cfg.coco.train.images) / "crowd.png"), "annotation_id": 99, "empty": True,
+                       "reason": "annotation 99 rasterises to no pixel on the 40x60 image"}]
+
+
+def test_convert_reports_instance_counts_against_the_limits(tmp_path, data_cfg):
+    src = tmp_path / "src"
+    cfg = _cfg(data_cfg, src, "stop", train=_crowded_split(src, SQUARE))
+    stats = convert(cfg, tmp_path / "out", tmp_path / "raw", {"train.max_objects": 10, "model.max_steps": 12})
+    train = stats["train"]
+    assert train["max_instances"] == 13 and train["instances_histogram"] == [0] * 13 + [1]
+    assert train["over_train_max_objects"] == 1 and train["over_model_max_steps"] == 1
+    assert stats["val"]["over_train_max_objects"] == 0 and stats["val"]["instances_histogram"] == [0, 1]
 
 
 def test_stop_raises_on_the_first_bad_item_and_keeps_the_previous_output(tmp_path, data_cfg):
@@ -143,7 +208,8 @@ def test_the_convert_stage_reports_bad_data_in_one_line_and_exits_2(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("skipped (train): ") == 6
     stats = json.loads((root / "metrics/convert.json").read_text())
-    assert stats["train"]["skipped"] == 6 and stats["train"]["images"] == 2
+    assert stats["train"]["skipped"] == 4 and stats["train"]["skipped_annotations"] == 2
+    assert stats["train"]["images"] == 4
 
 
 BAD_PARAMS = [  # (stage, section, key, value, words the error must contain)

@@ -54,7 +54,9 @@ def test_coco_json_converts_polygons_rle_and_crowd(tmp_path, data_cfg):
     manifest = download(cfg, tmp_path / "raw")
     assert [a["file"] for a in manifest["archives"]] == [cfg.coco.train.json, cfg.coco.val.json, cfg.coco.test.json]
     stats = convert(cfg, tmp_path / "data", tmp_path / "raw")
-    assert stats["train"] == {"images": 2, "instances": 2, "without_instances": 1, "skipped": 0}  # kept, counted
+    assert {k: stats["train"][k] for k in ("images", "instances", "without_instances", "skipped")} == {
+        "images": 2, "instances": 2, "without_instances": 1, "skipped": 0}  # the image without instances: kept, counted
+    assert stats["train"]["instances_histogram"] == [1, 0, 1]
     doc = json.loads((tmp_path / "data/train.json").read_text())
     assert doc["categories"] == [{"id": 1, "name": "ant"}, {"id": 2, "name": "zebra"}]
     by_cat = {a["category_id"]: a for a in doc["annotations"] if not a["iscrowd"]}

@@ -148,3 +148,21 @@ def test_missing_annotation_is_a_clear_error(tmp_path, data_cfg, converted):
     with pytest.raises(FileNotFoundError, match="2008_000100.mat not found"):
         convert(cfg, tmp_path / "data2", raw)
     assert not (tmp_path / "data2").exists()
+
+
+def test_void_marked_only_in_segmentation_class_is_still_ignored(tmp_path, data_cfg, converted):
+    """Annotation tools often write 255 in SegmentationClass and 0 in SegmentationObject."""
+    raw = tmp_path / "raw"
+    obj_path = raw / "voc/VOCdevkit/VOC2012/SegmentationObject/2007_000001.png"
+    with Image.open(obj_path) as im:
+        obj = np.asarray(im).copy()
+    obj[obj == 255] = 0
+    _palette_png(obj_path, obj)
+    cfg = dataclasses.replace(data_cfg, dataset="voc", voc=dataclasses.replace(VOC, val_fraction=0.2))
+    convert(cfg, tmp_path / "data2", raw)
+    split = next(s for s in ("train", "val")
+                 if any("2007_000001" in i["file_name"] for i in _split(tmp_path / "data2", s)["images"]))
+    doc = _split(tmp_path / "data2", split)
+    image = next(i for i in doc["images"] if "2007_000001" in i["file_name"])
+    ignore = [a for a in doc["annotations"] if a["image_id"] == image["id"] and a["iscrowd"]]
+    assert len(ignore) == 1 and decode_mask(ignore[0]["segmentation"]).sum() == 10 + 10 + 8 + 10 - 1

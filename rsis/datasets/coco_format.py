@@ -40,7 +40,8 @@ def decode_mask(rle: dict[str, Any]) -> np.ndarray:
 
 def write_split(records: Iterable[InstanceRecord], root: Path, split: str, categories: Sequence[str],
                 total: int | None = None) -> dict[str, int]:
-    """Write one split's images and instances JSON under ``root``. Returns counts."""
+    """Write one split's images and instances JSON under ``root``. Returns counts: images,
+    instances, images without instances and the instance count of every image (in id order)."""
     image_dir = root / split
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
@@ -60,9 +61,9 @@ def write_split(records: Iterable[InstanceRecord], root: Path, split: str, categ
         "categories": [{"id": i, "name": name} for i, name in enumerate(categories, start=1)],
     }
     write_json(root / f"{split}.json", coco)
-    with_instances = {a["image_id"] for a in annotations if not a["iscrowd"]}
-    n_instances = sum(1 for a in annotations if not a["iscrowd"])
-    return {"images": len(images), "instances": n_instances, "without_instances": len(images) - len(with_instances)}
+    per_image = np.bincount([a["image_id"] for a in annotations if not a["iscrowd"]], minlength=len(images) + 1)[1:]
+    return {"images": len(images), "instances": int(per_image.sum()),
+            "without_instances": int((per_image == 0).sum()), "instances_per_image": per_image.tolist()}
 
 
 def _annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray, iscrowd: int) -> dict[str, Any]:

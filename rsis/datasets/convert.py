@@ -6,6 +6,9 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from rsis.config import DataConfig
 from rsis.datasets import cityscapes, coco_json, cvppp, leaves, shapes, voc
@@ -52,31 +55,61 @@ def _splits(cfg: DataConfig, raw: Path, skipped: dict[str, list[dict[str, str]]]
                 raise ValueError(f"{sources[s].json}: categories {list(coco_json.category_names(coco))} differ from "
                                  f"the train split's {list(classes)}")
         return classes, {s: (coco_json.load_records(cocos[s], sources[s].json, sources[s].images, cfg.on_error,
-                                                    skipped[s]), len(cocos[s].getImgIds())) for s in SPLITS}
+                                                    skipped[s], cfg.high_bit_depth), len(cocos[s].getImgIds()))
+                         for s in SPLITS}
     raise ValueError(f"data.dataset = {cfg.dataset!r}: no converter")  # the params schema prevents this
 
 
-def convert(cfg: DataConfig, out_dir: str | Path, raw: str | Path = "data/raw") -> dict[str, dict[str, int]]:
+def convert(cfg: DataConfig, out_dir: str | Path, raw: str | Path = "data/raw",
+            limits: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
     """Write every split of ``cfg.dataset`` to ``out_dir`` (replaced atomically on success),
     reading downloaded datasets from ``raw`` (what the download stage unpacked).
 
-    Returns per split the counts of images, instances, images without instances and items
-    skipped as bad (``data.on_error = skip``; each listed with its reason in <out_dir>/skipped.json).
-    A split left without images is an error: nothing is replaced.
+    Returns per split the counts of images, instances, images without instances, items skipped as
+    bad (``data.on_error = skip``: images, and annotations whose image was kept), annotations that
+    rasterise to no pixel (each listed with its reason in <out_dir>/skipped.json), the largest
+    instance count of an image, the histogram of instance counts (``instances_histogram[k]`` = images
+    with k instances) and, for each of ``limits`` (e.g. ``{"train.max_objects": 10}``), how many
+    images hold more instances than it (``over_train_max_objects``). A split left without images is
+    an error: nothing is replaced.
     """
-    skipped: dict[str, list[dict[str, str]]] = defaultdict(list)
+    skipped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     classes, splits = _splits(cfg, Path(raw), skipped)
     with atomic_directory(out_dir) as tmp:
         stats = {}
         for split, (records, total) in splits.items():
-            stats[split] = {**write_split(records, tmp, split, classes, total=total), "skipped": len(skipped[split])}
-            if stats[split]["images"] == 0:
-                reason = f"split {split!r} has no images" + (f" ({len(skipped[split])} skipped as bad, first: "
-                                                             f"{skipped[split][0]['path']}: {skipped[split][0]['reason']})"
-                                                             if skipped[split] else "")
+            counts = write_split(records, tmp, split, classes, total=total)
+            items = skipped[split]
+            if counts["images"] == 0:
+                bad = [i for i in items if "annotation_id" not in i]
+                reason = f"split {split!r} has no images" + (f" ({len(bad)} skipped as bad, first: "
+                                                             f"{bad[0]['path']}: {bad[0]['reason']})" if bad else "")
                 raise DataError(Path(out_dir) / f"{split}.json", reason)
+            stats[split] = split_stats(counts, items, limits or {})
         write_json(tmp / SKIPPED_REPORT, {split: skipped[split] for split in splits})
     for split, items in skipped.items():
         for item in items:
-            print(f"skipped ({split}): {item['path']}: {item['reason']}", file=sys.stderr)
+            kind = "empty" if item.get("empty") else "skipped"
+            print(f"{kind} ({split}): {item['path']}: {item['reason']}", file=sys.stderr)
+    for split, split_counts in stats.items():
+        for key, limit in (limits or {}).items():
+            over = split_counts[f"over_{key.replace('.', '_')}"]
+            if over:
+                print(f"warning ({split}): {over} of {split_counts['images']} images hold more than {key} = {limit} "
+                      f"instances (up to {split_counts['max_instances']}): the extra ones are never "
+                      f"{'trained on' if key == 'train.max_objects' else 'reachable'}", file=sys.stderr)
     return stats
+
+
+def split_stats(counts: dict[str, Any], items: list[dict[str, Any]], limits: dict[str, int]) -> dict[str, Any]:
+    """The convert metrics of one split from write_split's counts and its skipped.json items."""
+    per_image = np.asarray(counts["instances_per_image"], dtype=np.int64)
+    out = {key: counts[key] for key in ("images", "instances", "without_instances")}
+    out["skipped"] = sum(1 for i in items if "annotation_id" not in i)
+    out["skipped_annotations"] = sum(1 for i in items if "annotation_id" in i and not i.get("empty"))
+    out["empty_annotations"] = sum(1 for i in items if i.get("empty"))
+    out["max_instances"] = int(per_image.max(initial=0))
+    out["instances_histogram"] = np.bincount(per_image).tolist()
+    for key, limit in limits.items():
+        out[f"over_{key.replace('.', '_')}"] = int((per_image > limit).sum())
+    return out

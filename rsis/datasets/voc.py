@@ -12,7 +12,8 @@ Raw layout (each archive extracted into its own folder under the raw folder)::
 
 Splits: test = VOC 2012 segmentation val; the training pool is VOC seg train ∪ SBD train ∪ SBD
 val minus VOC seg val, sorted and shuffled with the seed, then cut 90/10 into train/val. Where an
-image has both annotations the VOC one wins; VOC void pixels (255) become the ignore region. An
+image has both annotations the VOC one wins; VOC void pixels (255 in SegmentationObject or in
+SegmentationClass) become the ignore region. An
 instance's class is the most frequent class of its pixels in SegmentationClass (VOC) or its entry
 in GTinst.Categories (SBD).
 """
@@ -85,7 +86,9 @@ def _voc_instances(raw: Path, image_id: str) -> tuple[np.ndarray, np.ndarray, np
             raise ValueError(f"{obj_path}: instance {k} has no class in SegmentationClass")
         masks.append(mask)
         labels.append(int(votes.argmax()))
-    return _stack(masks, objects.shape), np.asarray(labels, dtype=np.int64), objects == VOID
+    # void: 255 in either file (annotation tools often mark it in SegmentationClass only)
+    void = (objects == VOID) | ((classes == VOID) & (objects == 0))
+    return _stack(masks, objects.shape), np.asarray(labels, dtype=np.int64), void
 
 
 def _sbd_instances(raw: Path, image_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
