@@ -305,6 +305,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
     head_targets: Literal["matched", "overlap"] = "matched"  # class/box target: matched GT, or the GT the mask overlaps most
     threads: int = 0  # torch CPU threads, 0 = torch's default (all cores)
+    reproducible: bool = True  # pin the CPU math libraries' ISA (and threads): rsis/reproducible.py
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size", "max_objects", "nproc_per_node")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,8 @@ def fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
     """Train, validating every epoch; write best.pt/last.pt under paths.models (rank 0) and the
     history CSV under paths.metrics. Resumes from last.pt when ``cfg.resume`` and it matches."""
     start = time.perf_counter()
+    for line in config_warnings(cfg):
+        print(f"warning: {line}", file=sys.stderr)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
@@ -122,6 +125,16 @@ def fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         return _fit(paths, model_cfg, cfg, log_epoch, device, dist, start)
     finally:
         distributed.teardown(dist)
+
+
+def config_warnings(cfg: TrainConfig) -> list[str]:
+    """Settings that are valid but probably not what was meant."""
+    late = [e for e in cfg.lr_decay_epochs if e >= cfg.epochs]
+    if late:
+        return [f"train.lr_decay_epochs {list(cfg.lr_decay_epochs)}: {late} at or past train.epochs = {cfg.epochs} "
+                f"never apply (the learning rate is never lowered there); lower them with the epochs, e.g. "
+                f"-S train.lr_decay_epochs=[{max(1, cfg.epochs - 2)}]"]
+    return []
 
 
 def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,

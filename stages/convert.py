@@ -2,11 +2,15 @@
 
 from pathlib import Path
 
-from rsis.config import load_section, to_dict
-from rsis.datasets.convert import convert
-from rsis.io import write_json
-from rsis.runtime import run_stage
-from rsis.tracking import stage_run
+from rsis.reproducible import pin_cpu
+
+pin_cpu()  # before torch is imported: train.reproducible pins the math libraries' ISA and threads
+
+from rsis.config import load_section, to_dict  # noqa: E402
+from rsis.datasets.convert import convert  # noqa: E402
+from rsis.io import write_json  # noqa: E402
+from rsis.runtime import run_stage  # noqa: E402
+from rsis.tracking import stage_run  # noqa: E402
 
 
 def main() -> None:

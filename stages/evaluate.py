@@ -2,12 +2,16 @@
 
 from pathlib import Path
 
-from rsis.config import load_section, to_dict
-from rsis.evaluation import evaluate
-from rsis.io import atomic_path, write_json
-from rsis.report import paper_comparison
-from rsis.runtime import run_stage
-from rsis.tracking import stage_run
+from rsis.reproducible import pin_cpu
+
+pin_cpu()  # before torch is imported: train.reproducible pins the math libraries' ISA and threads
+
+from rsis.config import load_section, to_dict  # noqa: E402
+from rsis.evaluation import evaluate  # noqa: E402
+from rsis.io import atomic_path, write_json  # noqa: E402
+from rsis.report import paper_comparison  # noqa: E402
+from rsis.runtime import run_stage  # noqa: E402
+from rsis.tracking import stage_run  # noqa: E402
 
 
 def main() -> None:

@@ -40,3 +40,13 @@ def test_affine_keeps_masks_inside_boxes_and_sorted(data_cfg, tiny_paths):
             assert ((boxes[:, :2] - tight[:, :2]).abs() < slack).all()
         changed += not torch.equal(image, InstanceDataset(tiny_paths.data, "train", 64, 3)[index][0])
     assert changed == len(dataset)
+
+
+def test_flip_only_skips_the_affine_warp():
+    from torchvision.transforms import v2
+
+    from rsis.datasets.dataset import build_transform
+    flip_only = augment_cfg(enabled=True, rotation=0.0, translate=0.0, shear=0.0, scale=(1.0, 1.0))
+    kinds = [type(t) for t in build_transform((32, 32), flip_only).transforms]
+    assert v2.RandomHorizontalFlip in kinds and v2.RandomAffine not in kinds
+    assert v2.RandomAffine in [type(t) for t in build_transform((32, 32), augment_cfg(enabled=True)).transforms]

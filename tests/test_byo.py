@@ -41,6 +41,6 @@ def test_a_coco_export_goes_through_every_stage(tmp_path):
     assert evaluation["counts"]["gt_beyond_max_steps"] == 14 and evaluation["counts"]["images_over_max_steps"] == 2
     assert "14 of" in evaluate_log and "beyond reach of model.max_steps = 5" in evaluate_log
     first = next((root / "data/converted/train").glob("*.png"))
-    assert len(np.unique(np.asarray(Image.open(first)))) > 50  # 16-bit read by range, not clipped to 2 levels
+    assert len(np.unique(np.asarray(Image.open(first)))) > 5  # 16-bit read by range; clipped, all would be 255
     assert "your own COCO-format test split" in (root / "metrics/paper_comparison.md").read_text()
     assert (root / "metrics/analyze.json").is_file()

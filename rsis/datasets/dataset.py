@@ -25,15 +25,14 @@ def build_transform(image_size: tuple[int, int], augment: AugmentConfig | None =
     """The shared transform pipeline: resize, (augment,) scale and normalise, jointly on the image
     (tv_tensors.Image), the instance masks (tv_tensors.Mask: nearest-neighbour) and the boxes
     (tv_tensors.BoundingBoxes). ``augment`` (train split only): horizontal flip and a random affine
-    (rotation, translation, shear, zoom) as in the paper.
+    (rotation, translation, shear, zoom) as in the paper; no affine warp when all four are identity.
     """
     steps: list[v2.Transform] = []
     if augment is not None and augment.enabled:
-        steps += [
-            v2.RandomHorizontalFlip(p=augment.hflip),
-            v2.RandomAffine(degrees=augment.rotation, translate=(augment.translate, augment.translate),
-                            scale=tuple(augment.scale), shear=augment.shear),
-        ]
+        steps.append(v2.RandomHorizontalFlip(p=augment.hflip))
+        if augment.rotation or augment.translate or augment.shear or tuple(augment.scale) != (1.0, 1.0):
+            steps.append(v2.RandomAffine(degrees=augment.rotation, translate=(augment.translate, augment.translate),
+                                         scale=tuple(augment.scale), shear=augment.shear))
     return v2.Compose([
         v2.Resize(image_size, antialias=True),  # first: augmenting small images is cheap
         *steps,
