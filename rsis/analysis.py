@@ -19,7 +19,7 @@ from rsis.datasets.coco_format import annotation_file, decode_mask
 from rsis.datasets.dataset import InstanceDataset
 from rsis.evaluation import CHECKPOINT, load_model
 from rsis.figures import (draw_activation_examples, draw_activation_taus, draw_errors, draw_pair_bars, draw_sequences,
-                          draw_tau_histogram)
+                          draw_tau_histogram, draw_training_curves)
 from rsis.io import atomic_path, read_json
 from rsis.model import RSIS, initial_model
 from rsis.runtime import select_device
@@ -28,7 +28,7 @@ from rsis.sorting import STRATEGIES, ObjectGeometry, consecutive_pair_shares, ge
 SELECTIONS = (*STRATEGIES, "random")  # qualitative figures: best images per strategy, then random ones
 SEQUENCE_FIGURES = tuple(f"sequences_{name}.png" for name in SELECTIONS)
 FIGURES = (*SEQUENCE_FIGURES, "tau_histogram.png", "consecutive_pairs.png", "errors.png", "activation_taus.png",
-           "activations.png")
+           "activations.png", "training_curves.png")
 TABLES = ("taus.csv", "consecutive_pairs.csv", "errors_by_step.csv", "errors_by_object.csv", "activations.csv")
 STRATEGY_NAMES = {"r2l": "right to left", "b2t": "bottom to top", "l2s": "large to small"}
 MIN_SELECTED_OBJECTS = 3  # an image must have this many predicted objects to illustrate a strategy
@@ -54,13 +54,16 @@ def _write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
 def select_images(tau_rows: list[dict], count: int, seed: int) -> dict[str, list[int]]:
     """Indices of the images to draw: per strategy the ``count`` images whose predicted order
     follows it most closely (highest tau, then more objects; at least ``MIN_SELECTED_OBJECTS``
-    objects where enough images have them), and ``count`` images drawn at random (seeded)."""
-    selected = {}
-    for strategy in STRATEGIES:
-        scored = [(r[f"tau_{strategy}"], r["objects"], i) for i, r in enumerate(tau_rows) if r[f"tau_{strategy}"] is not None]
+    objects where enough images have them; no image in two strategies' figures), and ``count``
+    images drawn at random (seeded)."""
+    selected, used = {}, set()
+    for strategy in STRATEGIES:  # each image in one strategy's figure at most (the first that ranks it)
+        scored = [(r[f"tau_{strategy}"], r["objects"], i) for i, r in enumerate(tau_rows)
+                  if r[f"tau_{strategy}"] is not None and i not in used]
         rich = [s for s in scored if s[1] >= MIN_SELECTED_OBJECTS]
         pool = rich if len(rich) >= count else scored
         selected[strategy] = [i for _, _, i in sorted(pool, key=lambda s: (-s[0], -s[1], s[2]))[:count]]
+        used.update(selected[strategy])
     rng = np.random.default_rng(seed)
     selected["random"] = sorted(rng.choice(len(tau_rows), size=min(count, len(tau_rows)), replace=False).tolist())
     return selected
@@ -78,6 +81,8 @@ def analyze(paths: PathsConfig, cfg: AnalyzeConfig, split: str = "test", device:
     """Every analysis of the predicted sequences of ``split``: the figures under paths.figures,
     their data as CSV under <paths.metrics>/analysis; returns the scalar summary."""
     figures_dir, tables_dir = Path(paths.figures), Path(paths.metrics) / "analysis"
+    history = pd.read_csv(paths.history).to_dict("records") if paths.history.is_file() else []
+    draw_training_curves(history, figures_dir / "training_curves.png")
     images = load_sequences(paths.predictions)
     geometries: list[list[ObjectGeometry]] = [[geometry(m) for m in im["masks"]] for im in images]
     summary: dict[str, Any] = sorting_summary(geometries)
@@ -137,7 +142,7 @@ def analyze(paths: PathsConfig, cfg: AnalyzeConfig, split: str = "test", device:
 
 def _caption(row: dict) -> str:
     taus = " ".join(f"{s} {row[f'tau_{s}']:+.2f}" for s in STRATEGIES if row[f"tau_{s}"] is not None)
-    return f"{row['objects']} predicted" + (f"; tau {taus}" if taus else "")
+    return f"{row['objects']} predicted" + (f"\ntau {taus}" if taus else "")  # two lines: fits the panel
 
 
 def _activations(paths: PathsConfig, cfg: AnalyzeConfig, images: list[dict[str, Any]], split: str,

@@ -45,6 +45,11 @@ class PathsConfig:
     metrics: str  # metric JSON files and the training history
     figures: str  # PNG figures
 
+    @property
+    def history(self) -> Path:
+        """The training history CSV (one row per epoch), written by train and drawn by analyze."""
+        return Path(self.metrics) / "train_history.csv"
+
 
 @dataclass(frozen=True)
 class ShapesConfig:

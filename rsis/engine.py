@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import sys
+import time
 from collections import defaultdict
 
 import torch
@@ -52,17 +55,46 @@ def forward_with_loss(model: nn.Module, criterion: RSISCriterion, images: torch.
     return criterion(outputs.float(), targets, matches=None if matcher is None else matcher.matches())
 
 
+class SlowdownMonitor:
+    """Notices when training steps become far slower than earlier in the same run, which on a CPU
+    almost always means another process is sharing the cores, and says so once per epoch."""
+
+    def __init__(self, window: int = 20, factor: float = 3.0) -> None:
+        self.window, self.factor = window, factor
+        self.fastest: float | None = None  # mean step time of the fastest full window so far
+        self.times: list[float] = []
+
+    def step(self, seconds: float) -> str | None:
+        """Record one step's time; returns a hint when the last window is ``factor`` x the fastest."""
+        self.times.append(seconds)
+        if len(self.times) < self.window:
+            return None
+        mean = sum(self.times) / len(self.times)
+        self.times = []
+        if self.fastest is None or mean < self.fastest:
+            self.fastest = mean
+            return None
+        if mean < self.factor * self.fastest:
+            return None
+        return (f"training steps are {mean / self.fastest:.1f}x slower than earlier in this run ({mean:.2f} s vs "
+                f"{self.fastest:.2f} s per batch): another process is probably using the CPU cores (this run: "
+                f"{torch.get_num_threads()} threads, {os.cpu_count()} cores; README \"Experiments\" on train.threads)")
+
+
 def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     device: torch.device, weights: dict[str, float], epoch: int, steps: int, amp: bool = False,
                     channels_last: bool = False, show_progress: bool = True, matching: str = "hungarian",
-                    forcing: tuple[float, float] = (0.0, 0.0), grad_clip: float = 0.0) -> dict[str, float]:
+                    forcing: tuple[float, float] = (0.0, 0.0), grad_clip: float = 0.0,
+                    monitor: SlowdownMonitor | None = None) -> dict[str, float]:
     """Train for one epoch unrolling at most ``steps`` decoder steps; returns the image-weighted mean
     of each loss term and the weighted total (this process's share of the data under DDP).
-    ``forcing``: teacher-forcing probability at the epoch's start and end (linear in between)."""
+    ``forcing``: teacher-forcing probability at the epoch's start and end (linear in between).
+    ``monitor``: times each step and prints its hint (at most once per epoch) when steps slow down."""
     model.train()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=not show_progress)
+    hinted, tick = False, time.perf_counter()
     for index, (images, targets) in enumerate(progress):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
         p = forcing[0] + (forcing[1] - forcing[0]) * index / max(len(loader), 1)
@@ -84,6 +116,12 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
             sums[k] += v * n
         sums["total"] += total_value * n
         progress.set_postfix(loss=f"{sums['total'] / seen:.3f}")
+        now = time.perf_counter()
+        hint = monitor.step(now - tick) if monitor is not None else None
+        tick = now
+        if hint and not hinted:
+            tqdm.write(f"warning: {hint}", file=sys.stderr)
+            hinted = True
     return {k: v / seen for k, v in sums.items()}
 
 

@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from rsis.io import atomic_path
 
@@ -34,7 +35,7 @@ def draw_sequences(panels: list[dict], path: str | Path, columns: int, title: st
     """
     columns = max(1, min(columns, len(panels)))
     rows = int(np.ceil(len(panels) / columns)) if panels else 1
-    fig = Figure(figsize=(max(2.6 * columns, 0.09 * len(title)), 2.9 * 2 * rows), dpi=100)
+    fig = Figure(figsize=(max(2.6 * columns, 0.09 * len(title)), 3.1 * 2 * rows), dpi=100)
     FigureCanvasAgg(fig)
     if not panels:
         _placeholder(fig, "no test image qualifies\n(too few predicted objects)")
@@ -48,9 +49,10 @@ def draw_sequences(panels: list[dict], path: str | Path, columns: int, title: st
         if panel["centres"]:
             xs, ys = zip(*panel["centres"])
             pred_ax.plot(xs, ys, "-", color="white", linewidth=1.2, alpha=0.9)
-            for k, (x, y) in enumerate(panel["centres"]):
-                pred_ax.text(x, y, str(k + 1), color="black", fontsize=8, ha="center", va="center",
-                             bbox={"boxstyle": "circle,pad=0.15", "fc": "white", "ec": PALETTE[k % len(PALETTE)]})
+            side = max(panel["image"].shape[:2])
+            for k, (x, y) in enumerate(_spread(panel["centres"], 0.07 * side)):
+                pred_ax.text(x, y, str(k + 1), color="black", fontsize=7, ha="center", va="center",
+                             bbox={"boxstyle": "circle,pad=0.12", "fc": "white", "ec": PALETTE[k % len(PALETTE)]})
         pred_ax.set_title(panel["caption"], fontsize=8)
         for ax in (gt_ax, pred_ax):
             ax.set_xticks([])
@@ -78,6 +80,19 @@ def draw_prediction(image: np.ndarray, masks: list[np.ndarray], names: list[str]
     ax.set_xticks([])
     ax.set_yticks([])
     _save(fig, path)
+
+
+def _spread(points: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """Marker positions: each point, moved down by ``gap`` steps until it is at least ``gap`` from
+    every earlier marker (centres of nested or touching masks would otherwise hide each other)."""
+    placed: list[tuple[float, float]] = []
+    for x, y in points:
+        for _ in range(8):
+            if all((x - px) ** 2 + (y - py) ** 2 >= gap ** 2 for px, py in placed):
+                break
+            y += gap
+        placed.append((x, y))
+    return placed
 
 
 def _placeholder(fig: Figure, text: str) -> None:
@@ -144,11 +159,13 @@ def draw_errors(step_rows: list[dict], object_rows: list[dict], path: str | Path
     ax.bar(steps, [r["predictions"] - r["false_positives"] for r in step_rows],
            bottom=[r["false_positives"] for r in step_rows], color=PALETTE[1], label="matched")
     ax.set(xlabel="time step", ylabel="predictions", title="False positives per step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     ax = fig.add_subplot(1, 4, 2)
     pts = [(r["step"], r["mean_matched_iou"]) for r in step_rows if r["mean_matched_iou"] is not None]
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=PALETTE[2], label="mean IoU of matches")
     ax.set(xlabel="time step", ylabel="IoU", ylim=(0, 1), title="IoU of matched predictions")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     ax = fig.add_subplot(1, 4, 3)
     missed = [r["size_pct"] for r in object_rows if not r["found"]]
@@ -204,7 +221,7 @@ def draw_activation_examples(panels: list[dict], block: str, path: str | Path) -
     """
     models = ("before", "after")
     columns = max(2, len(panels))
-    fig = Figure(figsize=(2.8 * columns, 2.9 * len(models) + 0.6), dpi=100)
+    fig = Figure(figsize=(2.8 * columns, 3.3 * len(models) + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     if not panels:
         _placeholder(fig, "no test image has two or more predicted objects")
@@ -227,3 +244,30 @@ def draw_activation_examples(panels: list[dict], block: str, path: str | Path) -
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle(f"Encoder block {block}: channel-mean activation (bright = high) and the predicted objects", fontsize=10)
     _save(fig, path, rect=(0, 0.06, 1, 1))
+
+
+def draw_training_curves(history: list[dict], path: str | Path) -> None:
+    """The training history as a static figure (readable offline, unlike the Vega plots): total loss
+    (train and validation), the validation loss terms, and the learning rate, per epoch."""
+    fig = Figure(figsize=(12, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    epochs = [int(r["epoch"]) for r in history]
+    panels = [("Weighted total loss", [("train_total", "train"), ("val_total", "validation")], "loss"),
+              ("Validation loss terms (unweighted)",
+               [(k, k[4:]) for k in ("val_mask", "val_bce", "val_cls", "val_stop", "val_box", "val_embedding")
+                if history and k in history[0]], "loss"),
+              ("Learning rate", [("lr_decoder", "decoder"), ("lr_encoder", "encoder")], "learning rate")]
+    for k, (title, series, ylabel) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 3, k)
+        for j, (key, label) in enumerate(series):
+            if history and key in history[0]:
+                ax.plot(epochs, [float(r[key]) for r in history], "o-", markersize=3, color=PALETTE[j], label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ylabel == "learning rate":
+            ax.set_yscale("log")
+        if not history:
+            ax.text(0.5, 0.5, "no training history", ha="center", va="center", transform=ax.transAxes)
+        else:
+            ax.legend(fontsize=7)
+    _save(fig, path)

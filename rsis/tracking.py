@@ -55,6 +55,11 @@ class StageRun:
             self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI "Traces" page; this one is model
+# training, so it opens on the runs table.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, params: Mapping[str, Any], root: Path | None = None) -> Iterator[StageRun]:
     """Open an MLflow run for one stage execution; it is marked FAILED if the block raises."""
@@ -85,7 +90,8 @@ def _experiment_id(mlflow: Any, root: Path, attempts: int = 5) -> str:
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return mlflow.create_experiment(EXPERIMENT, artifact_location=(root / ARTIFACT_DIR).resolve().as_uri())
+            return mlflow.create_experiment(EXPERIMENT, artifact_location=(root / ARTIFACT_DIR).resolve().as_uri(),
+                                            tags=EXPERIMENT_TAGS)
         except Exception:  # another process created it first, or the db was briefly locked
             if attempt == attempts - 1:
                 raise

@@ -33,12 +33,12 @@ from rsis.config import ModelConfig, PathsConfig, TrainConfig, to_dict
 from rsis.criterion import RSISCriterion
 from rsis.datasets.coco_format import annotation_file
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import train_one_epoch, validation_loss
+from rsis.engine import SlowdownMonitor, train_one_epoch, validation_loss
 from rsis.io import atomic_path
 from rsis.model import RSIS, initial_model
 from rsis.runtime import git_revision, seed_everything, select_device
 
-HISTORY_FILE = "train_history.csv"
+HISTORY_FILE = "train_history.csv"  # = PathsConfig.history
 LAST, BEST = "last.pt", "best.pt"
 
 
@@ -169,6 +169,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
 
     model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.enabled else net
+    monitor = SlowdownMonitor()  # hints at CPU contention in the progress output
     for epoch in range(state.epoch, cfg.epochs):
         epoch_start = time.perf_counter()
         weights = schedule.loss_weights(state, base_weights)
@@ -180,7 +181,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch, state.steps,
                                 amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main,
                                 matching=cfg.matching, forcing=teacher_forcing(epoch, cfg.teacher_forcing_epochs),
-                                grad_clip=cfg.grad_clip)
+                                grad_clip=cfg.grad_clip, monitor=monitor)
         val = None
         if dist.is_main:
             val = validation_loss(net, criterion, val_loader, device, weights, steps=state.steps, amp=cfg.amp,
@@ -220,7 +221,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
 
     history = pd.DataFrame(rows)
     if dist.is_main:
-        with atomic_path(Path(paths.metrics) / HISTORY_FILE) as tmp:
+        with atomic_path(paths.history) as tmp:
             history.to_csv(tmp, index=False, float_format="%.6g")
     return TrainResult(best_epoch=best_epoch, best_val_loss=best_loss, history=history,
                        seconds=time.perf_counter() - start, device=str(device),

@@ -19,6 +19,8 @@ def main() -> None:
     limits = {"train.max_objects": load_section("train").max_objects, "model.max_steps": load_section("model").max_steps}
     with stage_run("convert", {"data": to_dict(data)}) as run:
         stats = convert(data, paths.data, paths.raw, limits)
+        # "<split>_split", so that `dvc exp show` columns (train_split.images) cannot be read as params (train.*)
+        stats = {f"{split}_split": counts for split, counts in stats.items()}
         write_json(Path(paths.metrics) / "convert.json", stats)
         run.log_metrics(stats)
     print(f"converted {data.dataset} into {paths.data}: {stats}")

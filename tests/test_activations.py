@@ -98,7 +98,15 @@ def test_selected_images_are_the_best_per_strategy_and_a_seeded_random_set():
     chosen = select_images(rows, count=2, seed=0)
     assert chosen["r2l"] == [0, 5]
     assert chosen["b2t"] == [1, 3]
-    assert chosen["l2s"] == [3, 5]
+    assert chosen["l2s"] == [2]  # 3 and 5 are already in the r2l / b2t figures: the one image left
+    assert not set(chosen["r2l"]) & set(chosen["b2t"]) and not set(chosen["l2s"]) & set(chosen["r2l"] + chosen["b2t"])
     assert chosen["random"] == select_images(rows, count=2, seed=0)["random"]
     assert len(set(chosen["random"])) == 2
     assert select_images(rows, count=5, seed=0)["r2l"][:3] == [0, 2, 5]  # too few rich images: all with a tau
+
+
+def test_step_markers_of_nearby_centres_are_spread_apart():
+    from rsis.figures import _spread
+    placed = _spread([(10.0, 10.0), (11.0, 10.5), (40.0, 40.0)], gap=4.0)
+    assert placed[0] == (10.0, 10.0) and placed[2] == (40.0, 40.0)
+    assert ((placed[1][0] - 10) ** 2 + (placed[1][1] - 10) ** 2) ** 0.5 >= 4.0

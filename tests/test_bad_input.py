@@ -208,8 +208,8 @@ def test_the_convert_stage_reports_bad_data_in_one_line_and_exits_2(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("skipped (train): ") == 6
     stats = json.loads((root / "metrics/convert.json").read_text())
-    assert stats["train"]["skipped"] == 4 and stats["train"]["skipped_annotations"] == 2
-    assert stats["train"]["images"] == 4
+    assert stats["train_split"]["skipped"] == 4 and stats["train_split"]["skipped_annotations"] == 2
+    assert stats["train_split"]["images"] == 4
 
 
 BAD_PARAMS = [  # (stage, section, key, value, words the error must contain)

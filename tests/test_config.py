@@ -67,3 +67,21 @@ def test_stage_fails_before_any_work(tmp_path):
     assert result.stderr.startswith("error: ") and "unknown key train.epochz" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_params_yaml_is_in_the_form_dvc_writes_back(tmp_path):
+    """`dvc exp run -S key=value` rewrites params.yaml through ruamel: the committed file is already
+    in that form, so a one-value sweep is a one-line diff."""
+    import shutil
+
+    from dvc.utils.serialize import modify_yaml
+
+    from conftest import REPO
+    copy = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", copy)
+    with modify_yaml(copy) as data:
+        data["train"]["seed"] = 7
+    before, after = (REPO / "params.yaml").read_text().splitlines(), copy.read_text().splitlines()
+    assert len(before) == len(after)
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(changed) == 1 and changed[0][1].startswith("  seed: 7"), changed

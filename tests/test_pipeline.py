@@ -129,7 +129,8 @@ def test_mlflow_has_one_run_per_stage(repo):
     experiment = client.get_experiment_by_name("rsis")
     runs = client.search_runs([experiment.experiment_id])
     by_stage = {r.data.tags["stage"]: r for r in runs}
-    assert sorted(by_stage) == ["analyze", "convert", "evaluate", "train"]
+    assert sorted(by_stage) == ["analyze", "convert", "download", "evaluate", "train"]
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     assert all(r.info.status == "FINISHED" for r in runs)
     train = by_stage["train"]
     assert train.data.params["train.epochs"] == "2"

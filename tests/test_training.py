@@ -54,3 +54,12 @@ def test_leaf_dataset_gets_cvppp_metrics_and_label_maps(data_cfg, tiny_paths, ti
     assert [p.name for p in maps] == [f"test_{i:06d}_label.png" for i in range(3)]
     with Image.open(maps[0]) as im:
         assert im.size == (64, 64) and np.asarray(im).max() <= tiny_model_cfg.max_steps
+
+
+def test_the_slowdown_monitor_hints_at_contention_only_when_steps_slow_down():
+    from rsis.engine import SlowdownMonitor
+    monitor = SlowdownMonitor(window=5, factor=3.0)
+    assert [monitor.step(0.3) for _ in range(10)] == [None] * 10  # steady
+    hints = [monitor.step(1.2) for _ in range(5)]
+    assert hints[:4] == [None] * 4 and "4.0x slower" in hints[4] and "CPU cores" in hints[4]
+    assert [monitor.step(0.5) for _ in range(5)][-1] is None  # 1.7x: within what load varies
