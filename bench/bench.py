@@ -129,11 +129,12 @@ def render(folder: Path = ROOT / "bench") -> None:
 def throughput_report(document: dict) -> str:
     lines = ["", "## CPU training step, images/s (`python bench/throughput.py`)", "",
              "The real training step (`rsis.engine.train_one_epoch`) on the same batches, each row in a fresh "
-             "process; `note` says which rows use the optimiser as it was before (Adam's per-tensor loop).", "",
-             "| config | threads | Adam | s/step | train img/s | note |", "|---|---|---|---|---|---|"]
+             "process; `note` says which rows use the optimiser as it was before (Adam's per-tensor loop) and "
+             "which the kernels `train.reproducible` pins (AVX2: the same bits on every x86-64 machine).", "",
+             "| config | threads | Adam | kernels | s/step | train img/s | note |", "|---|---|---|---|---|---|---|"]
     for r in document["rows"]:
-        lines.append(f"| {r['config']} | {r['threads']} | {r['adam']} | {r['seconds_per_step']} | "
-                     f"{r['images_per_s']} | {r.get('note', '')} |")
+        lines.append(f"| {r['config']} | {r['threads']} | {r['adam']} | {r.get('kernels', 'native')} | "
+                     f"{r['seconds_per_step']} | {r['images_per_s']} | {r.get('note', '')} |")
     return "\n".join(lines) + "\n"
 
 

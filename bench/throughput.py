@@ -3,15 +3,18 @@
     python bench/throughput.py            # -> bench/throughput.json, rendered into bench/RESULTS.md
 
 Rows: the default and the paper configuration (preset: paper), each with 1 and 2 CPU threads and
-with Adam's per-tensor loop (`fused=False`, the optimiser before) and the fused kernel (now).
-Each row times the same batches after one warm-up batch, in a fresh process so that the thread
-count really applies.
+with Adam's per-tensor loop (`fused=False`, the optimiser before) and the fused kernel (now), on
+the machine's native kernels; then the default with the kernels `train.reproducible` pins (AVX2,
+rsis/reproducible.py): the price of bit-identical results across machines. Each row times the
+same batches after one warm-up batch, in a fresh process so that the thread count and the
+kernel choice really apply.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ from rsis.criterion import RSISCriterion  # noqa: E402
 from rsis.datasets.dataset import InstanceDataset, collate  # noqa: E402
 from rsis.engine import train_one_epoch  # noqa: E402
 from rsis.model import initial_model  # noqa: E402
+from rsis.reproducible import PINNED_ISA, THREAD_VARIABLES  # noqa: E402
 from rsis.training import build_optimizer, teacher_forcing  # noqa: E402
 
 
@@ -54,6 +58,8 @@ def measure(variant: str, threads: int, fused: bool, data: Path, batches: int) -
     train_one_epoch(model, criterion, timed, optimizer, device, weights, 0, model_cfg.max_steps, **kwargs)
     seconds = time.perf_counter() - start
     return {"config": variant, "threads": threads, "adam": "fused" if fused else "per-tensor",
+            "kernels": torch.backends.cpu.get_cpu_capability() + (" (pinned)" if os.environ.get("ONEDNN_MAX_CPU_ISA")
+                                                                   else " (native)"),
             "batch": cfg.batch_size, "seconds_per_step": round(seconds / batches, 3),
             "images_per_s": round(batches * cfg.batch_size / seconds, 1),
             "note": "now" if fused else "before: Adam's per-tensor loop"}
@@ -76,13 +82,18 @@ def main() -> None:
         import dataclasses
         small = dataclasses.replace(data_cfg.shapes, train=8 * (args.batches + 1), val=1, test=1)
         convert(dataclasses.replace(data_cfg, shapes=small), Path(tmp), Path(tmp) / "raw")
-        for variant in ("default", "paper"):
-            for threads in (1, 2):
-                for fused in (False, True):
-                    out = subprocess.run([sys.executable, __file__, "--batches", str(args.batches), "--row", variant,
-                                          str(threads), str(int(fused)), tmp], check=True, capture_output=True, text=True)
-                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                    print(json.dumps(rows[-1]), flush=True)
+        native = {k: v for k, v in os.environ.items() if k not in (*PINNED_ISA, *THREAD_VARIABLES)}
+        runs = [(variant, threads, fused, native) for variant in ("default", "paper") for threads in (1, 2)
+                for fused in (False, True)]
+        runs += [("default", threads, True, {**native, **PINNED_ISA}) for threads in (1, 2)]
+        for variant, threads, fused, env in runs:
+            out = subprocess.run([sys.executable, __file__, "--batches", str(args.batches), "--row", variant,
+                                  str(threads), str(int(fused)), tmp], check=True, capture_output=True, text=True,
+                                 env=env)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            if env is not native:
+                rows[-1]["note"] = "train.reproducible (the default): AVX2 kernels"
+            print(json.dumps(rows[-1]), flush=True)
     args.out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     from bench import render  # bench/bench.py: RESULTS.md from every bench JSON
     render(args.out.parent)

@@ -143,7 +143,7 @@ def without_ignored_pixels(ground_truth: COCO, sequences: list[list[PredictedIns
 
 def write_instance_maps(folder: str | Path, dataset: InstanceDataset, sequences: list[list[PredictedInstance]]
                         ) -> list[np.ndarray]:
-    """Per image, the predicted sequence painted into one label map (step k -> label k+1, earlier
+    """Per image, the predicted sequence painted into one label map (labels 1..N in step order, consecutive; earlier
     steps win), saved as ``<folder>/<image name>_label.png`` (the CVPPP submission format: 8-bit,
     16-bit past 255 instances)."""
     folder = Path(folder)

@@ -19,11 +19,17 @@ import numpy as np
 
 
 def label_map(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Paint masks into one uint16 label map, 1..N in order; a pixel claimed twice keeps the
-    first (earlier decoder steps win, as the sequence is emitted)."""
+    """Paint masks into one uint16 label map with consecutive labels 1..N in order; a pixel
+    claimed twice keeps the first (earlier decoder steps win, as the sequence is emitted), and a
+    mask wholly covered by earlier ones gets no label. The official CVPPP evaluation loops over
+    every id from min to max, so a gap (ids 1, 2, 4) would count as an empty leaf."""
     out = np.zeros(shape, dtype=np.uint16)
-    for k, mask in enumerate(masks, start=1):
-        out[(out == 0) & mask] = k
+    label = 0
+    for mask in masks:
+        visible = (out == 0) & mask
+        if visible.any():
+            label += 1
+            out[visible] = label
     return out
 
 

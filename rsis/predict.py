@@ -5,7 +5,7 @@ Per image ``<stem>``, under DIR:
 
     <stem>.json          COCO-format results: one detection per kept step (its most likely class),
                          with the step, the class name, p(c) * objectness as score, RLE and box
-    <stem>_label.png     instance label map: step k -> label k + 1 (earlier steps win), 0 background
+    <stem>_label.png     instance label map: labels 1..N in step order (earlier steps win), 0 background
     <stem>_overlay.png   the image with each instance painted and numbered in step order
 
 and ``DIR/summary.json`` (checkpoint, thresholds, counts, the images that could not be read).

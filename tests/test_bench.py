@@ -72,12 +72,15 @@ def test_results_md_gathers_every_bench_json(tmp_path):
     assert "CPU training step" not in (tmp_path / "RESULTS.md").read_text()
     (tmp_path / "throughput.json").write_text(json.dumps({"rows": [
         {"config": "default", "threads": 2, "adam": "fused", "batch": 8, "seconds_per_step": 0.31,
-         "images_per_s": 25.8, "note": "now"}]}))
+         "images_per_s": 25.8, "note": "now"},  # written before the kernels column: read as native
+        {"config": "default", "threads": 2, "adam": "fused", "kernels": "AVX2 (pinned)", "batch": 8,
+         "seconds_per_step": 0.4, "images_per_s": 20.0, "note": "train.reproducible"}]}))
     (tmp_path / "queue.json").write_text(json.dumps({"experiments": 2, "epochs": 1, "sequential_s": 300.0,
                                                      "queue_j2_threads1_s": 200.0, "speedup": 1.5, "cpu_count": 2}))
     bench.render(tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| default | 2 | fused | 0.31 | 25.8 | now |" in text
+    assert "| default | 2 | fused | native | 0.31 | 25.8 | now |" in text
+    assert "| default | 2 | fused | AVX2 (pinned) | 0.4 | 20.0 | train.reproducible |" in text
     assert "| 300.0 s | 200.0 s | 1.5x |" in text
 
 

@@ -56,3 +56,15 @@ def test_identical_labels_give_sbd_one_and_dic_zero_whatever_the_numbering():
     gt = np.random.default_rng(1).integers(0, 6, (12, 12))
     renumbered = np.where(gt > 0, 10 + 3 * gt, 0)
     assert image_scores(renumbered, gt) == {"SBD": 1.0, "DiC": 0.0, "absDiC": 0.0, "FBD": 1.0}
+
+
+def test_label_map_ids_are_consecutive_when_a_mask_is_hidden():
+    """CVPPP's kit counts labels from min to max: a map with ids {1, 2, 4} would score an empty leaf."""
+    a = np.zeros((3, 4), bool)
+    a[:, :2] = True
+    hidden = a.copy()
+    hidden[0, 0] = True  # inside a: no pixel left once a is painted
+    c = np.zeros((3, 4), bool)
+    c[:, 3] = True
+    labels = label_map([a, hidden, c], (3, 4))
+    assert sorted(np.unique(labels).tolist()) == [0, 1, 2] and labels[0, 3] == 2
