@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv repro test test-fast bench ui clean
+.PHONY: venv repro test test-fast bench gpu-check ui clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	python bench/bench.py
+
+gpu-check: $(STAMP)   # on a machine with a GPU: bench/gpu_check.py (one line and exit 0 without one)
+	$(VENV)/bin/python bench/gpu_check.py
 
 ui: $(STAMP)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
