@@ -19,8 +19,7 @@ from rsis.checkpoint import load_checkpoint
 from rsis.coco_eval import evaluate_segm, load_ground_truth, per_class_ap, proposal_recall
 from rsis.config import EvaluateConfig, ModelConfig, PathsConfig, from_dict
 from rsis.datasets import cityscapes
-from rsis.datasets.coco_format import annotation_file
-from rsis.datasets.convert import CHALLENGE
+from rsis.datasets.coco_format import CHALLENGE, annotation_file
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.inference import PredictedInstance, predict, to_coco_detections
 from rsis.io import atomic_directory, write_json

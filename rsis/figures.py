@@ -221,7 +221,7 @@ def draw_activation_examples(panels: list[dict], block: str, path: str | Path) -
     """
     models = ("before", "after")
     columns = max(2, len(panels))
-    fig = Figure(figsize=(2.8 * columns, 3.3 * len(models) + 0.6), dpi=100)
+    fig = Figure(figsize=(2.8 * columns, 3.2 * len(models) + 0.4), dpi=100)
     FigureCanvasAgg(fig)
     if not panels:
         _placeholder(fig, "no test image has two or more predicted objects")
@@ -243,7 +243,7 @@ def draw_activation_examples(panels: list[dict], block: str, path: str | Path) -
                Line2D([], [], color="#42d4f4", linewidth=2, linestyle="dashed", label="least active object")]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle(f"Encoder block {block}: channel-mean activation (bright = high) and the predicted objects", fontsize=10)
-    _save(fig, path, rect=(0, 0.06, 1, 1))
+    _save(fig, path, rect=(0, 0.04, 1, 1))
 
 
 def draw_training_curves(history: list[dict], path: str | Path) -> None:

@@ -25,6 +25,8 @@ from tqdm import tqdm
 from rsis.datasets.record import InstanceRecord
 from rsis.io import write_json
 
+CHALLENGE = "challenge"  # a split of unlabelled test images (CVPPP): predicted and written for submission only
+
 
 def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     """RLE of a boolean [H, W] mask, JSON-serialisable (counts as str)."""

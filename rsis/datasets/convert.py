@@ -12,13 +12,12 @@ import numpy as np
 
 from rsis.config import DataConfig
 from rsis.datasets import cityscapes, coco_json, cvppp, leaves, shapes, voc
-from rsis.datasets.coco_format import write_split
+from rsis.datasets.coco_format import CHALLENGE, write_split
 from rsis.datasets.record import DataError, InstanceRecord
 from rsis.io import atomic_directory, write_json
 
 SPLITS = ("train", "val", "test")
 SKIPPED_REPORT = "skipped.json"  # per split, the bad items left out under data.on_error = skip
-CHALLENGE = "challenge"  # unlabelled test images (CVPPP): predicted and written for submission only
 
 
 def _splits(cfg: DataConfig, raw: Path, skipped: dict[str, list[dict[str, str]]]
