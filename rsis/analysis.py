@@ -101,7 +101,8 @@ def analyze(paths: PathsConfig, cfg: AnalyzeConfig, split: str = "test", device:
                  info[im["image_id"]]["height"]) for im, geo in zip(images, geometries)]
     pair_rows = consecutive_pair_shares(labelled, threshold=cfg.pair_threshold, min_count=cfg.min_pair_count)
     _write_csv(pair_rows, tables_dir / "consecutive_pairs.csv", ["first", "second", "count", *STRATEGIES])
-    draw_pair_bars(pair_rows, STRATEGIES, figures_dir / "consecutive_pairs.png", cfg.min_pair_count)
+    draw_pair_bars(pair_rows, STRATEGIES, figures_dir / "consecutive_pairs.png", cfg.min_pair_count,
+                   cfg.pair_threshold)
     all_pairs = consecutive_pair_shares([(geo, ["any"] * len(geo), w, h) for geo, _, w, h in labelled],
                                         threshold=cfg.pair_threshold, min_count=1)  # all category pairs together
     for strategy in STRATEGIES:

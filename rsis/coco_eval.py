@@ -26,9 +26,19 @@ def evaluate_segm(ground_truth: COCO, detections: list[dict], iou_type: str = "s
     ``class_agnostic`` ignores categories (COCOeval useCats=0): it measures masks and ranking alone.
     With no detections at all every AP is 0.
     """
+    return evaluate_with_classes(ground_truth, detections, iou_type, class_agnostic)[0]
+
+
+def evaluate_with_classes(ground_truth: COCO, detections: list[dict], iou_type: str = "segm",
+                          class_agnostic: bool = False, iou: float = 0.5) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`evaluate_segm`'s metrics and the AP at ``iou`` per category name (0 for a category with
+    no detection; categories without ground truth left out; none when ``class_agnostic``), from
+    one COCOeval run."""
     keys = ["AP", "AP50", "AP75"] + [f"AP@{t:.1f}" for t in REPORTED_IOUS]
+    names = {c["id"]: c["name"] for c in ground_truth.loadCats(ground_truth.getCatIds())}
+    present = {a["category_id"] for a in ground_truth.loadAnns(ground_truth.getAnnIds()) if not a["iscrowd"]}
     if not detections:
-        return dict.fromkeys(keys, 0.0)
+        return dict.fromkeys(keys, 0.0), ({} if class_agnostic else {names[c]: 0.0 for c in sorted(present)})
     evaluator = _run(ground_truth, detections, iou_type, use_cats=not class_agnostic)  # loadRes copies the dicts
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator.summarize()
@@ -38,7 +48,14 @@ def evaluate_segm(ground_truth: COCO, detections: list[dict], iou_type: str = "s
         index = int(np.argmin(np.abs(evaluator.params.iouThrs - t)))
         p = precision[index, :, :, 0, -1]  # all classes, all areas, maxDets=100
         metrics[f"AP@{t:.1f}"] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
-    return metrics
+    per_class = {}
+    if not class_agnostic:
+        index = int(np.argmin(np.abs(evaluator.params.iouThrs - iou)))
+        for k, cat_id in enumerate(evaluator.params.catIds):
+            if cat_id in present:
+                p = precision[index, :, k, 0, -1]
+                per_class[names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
+    return metrics, per_class
 
 
 def _run(ground_truth: COCO, detections: list[dict], iou_type: str, use_cats: bool,
@@ -51,23 +68,6 @@ def _run(ground_truth: COCO, detections: list[dict], iou_type: str, use_cats: bo
         evaluator.evaluate()
         evaluator.accumulate()
     return evaluator
-
-
-def per_class_ap(ground_truth: COCO, detections: list[dict], iou: float = 0.5) -> dict[str, float]:
-    """Segm AP at one IoU threshold per category name (0 for a category with no detection;
-    categories without ground truth are left out)."""
-    names = {c["id"]: c["name"] for c in ground_truth.loadCats(ground_truth.getCatIds())}
-    present = {a["category_id"] for a in ground_truth.loadAnns(ground_truth.getAnnIds()) if not a["iscrowd"]}
-    if not detections:
-        return {names[c]: 0.0 for c in sorted(present)}
-    evaluator = _run(ground_truth, detections, "segm", use_cats=True)
-    index = int(np.argmin(np.abs(evaluator.params.iouThrs - iou)))
-    out = {}
-    for k, cat_id in enumerate(evaluator.params.catIds):
-        if cat_id in present:
-            p = evaluator.eval["precision"][index, :, k, 0, -1]
-            out[names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
-    return out
 
 
 def proposal_recall(ground_truth: COCO, detections: list[dict], ious: tuple[float, ...] = (0.5, 0.7, 0.85),

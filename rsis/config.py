@@ -18,8 +18,6 @@ import yaml
 
 T = TypeVar("T")
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
-SKIP_MODES = ("concat", "sum", "mul", "none")
 SHAPE_CLASSES = ("disc", "square", "triangle", "ring")
 PRESET_KEY = "preset"  # top-level params key: a file under PRESETS_DIR merged over the sections
 PRESETS_DIR = "presets"
@@ -346,7 +344,7 @@ class EvaluateConfig:
 class AnalyzeConfig:
     figure_images: int  # images per qualitative figure (best per strategy, random) and in activations.png
     seed: int  # which images the "random" figures show
-    pair_threshold: float  # the consecutive-pair rule: a shift of more than this share of the image (15%)
+    pair_threshold: float  # the consecutive-pair rule: a shift of more than this share of the image (paper: 15%)
     min_pair_count: int  # category pairs seen fewer times are left out of the pair chart (paper: 20)
     activation_block: Literal["f0", "f1", "f2", "f3", "f4"]  # encoder block whose maps activations.png shows (paper, Figure 8: f0)
     batch_size: int  # images per encoder forward pass

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from rsis import cityscapes_eval
 from rsis.checkpoint import load_checkpoint
-from rsis.coco_eval import evaluate_segm, load_ground_truth, per_class_ap, proposal_recall
+from rsis.coco_eval import evaluate_segm, evaluate_with_classes, load_ground_truth, proposal_recall
 from rsis.config import EvaluateConfig, ModelConfig, PathsConfig, from_dict
 from rsis.datasets import cityscapes
 from rsis.datasets.coco_format import CHALLENGE, annotation_file
@@ -113,9 +113,10 @@ def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset:
                          iou_type="bbox")
     n_pred = sum(len(s) for s in sequences)
     n_gt = sum(len([a for a in anns if not a["iscrowd"]]) for anns in dataset.annotations.values())
-    return {"segm": evaluate_segm(ground_truth, detections),
+    segm, per_class = evaluate_with_classes(ground_truth, detections, iou=0.5)  # one COCOeval for both
+    return {"segm": segm,
             "segm_class_agnostic": evaluate_segm(ground_truth, proposals, class_agnostic=True), "bbox": bbox,
-            "segm_per_class_AP50": per_class_ap(ground_truth, detections, iou=0.5),
+            "segm_per_class_AP50": per_class,
             "proposals": proposal_recall(ground_truth, proposals),
             "counts": {"images": len(dataset), "predicted_instances": n_pred, "gt_instances": n_gt}}
 

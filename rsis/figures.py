@@ -126,7 +126,8 @@ def draw_tau_histogram(taus: dict[str, list[float]], path: str | Path) -> None:
     _save(fig, path)
 
 
-def draw_pair_bars(rows: list[dict], strategies: tuple[str, ...], path: str | Path, min_count: int) -> None:
+def draw_pair_bars(rows: list[dict], strategies: tuple[str, ...], path: str | Path, min_count: int,
+                   threshold: float = 0.15) -> None:
     """Share of consecutive predicted pairs following each strategy, per category pair (Figure 7)."""
     fig = Figure(figsize=(max(5.0, 0.6 * len(rows) + 2), 3.6), dpi=100)
     FigureCanvasAgg(fig)
@@ -144,7 +145,7 @@ def draw_pair_bars(rows: list[dict], strategies: tuple[str, ...], path: str | Pa
     if not rows:
         ax.text(0.5, 0.5, f"no category pair seen {min_count} times", ha="center", va="center", transform=ax.transAxes)
     ax.legend(fontsize=8)
-    ax.set_title(f"Consecutive pairs following each strategy (15% rule, pairs seen >= {min_count} times)",
+    ax.set_title(f"Consecutive pairs following each strategy ({100 * threshold:g}% rule, pairs seen >= {min_count} times)",
                  fontsize=9)
     _save(fig, path)
 

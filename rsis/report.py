@@ -1,4 +1,4 @@
-"""This run's numbers next to the paper's (RSIS, ResNet-101; the table in spec/RSIS.md), as Markdown.
+"""This run's numbers next to the paper's (RSIS, ResNet-101: its Pascal VOC, CVPPP A1 and Cityscapes tables), as Markdown.
 
 Each dataset is compared on its benchmark's protocol. The synthetic datasets have no published
 numbers: ``shapes`` is shown under the Pascal protocol and ``leaves`` under the CVPPP one, with

@@ -53,3 +53,16 @@ def test_ground_truth_boxes_score_one_and_shifted_boxes_less(data_cfg, tiny_path
     assert evaluate_segm(load_ground_truth(path), boxes, iou_type="bbox")["AP50"] == 1.0
     shifted = [{**b, "bbox": [b["bbox"][0] + b["bbox"][2] * 0.6, *b["bbox"][1:]]} for b in boxes]
     assert evaluate_segm(load_ground_truth(path), shifted, iou_type="bbox")["AP50"] < 0.5
+
+
+def test_one_evaluation_gives_the_metrics_and_the_per_class_ap(data_cfg, tiny_paths):
+    from rsis.coco_eval import evaluate_with_classes
+    convert(data_cfg, tiny_paths.data)
+    path = f"{tiny_paths.data}/test.json"
+    gt, detections = load_ground_truth(path), _gt_detections(read_json(path))
+    without_squares = [d for d in detections if gt.cats[d["category_id"]]["name"] != "square"]
+    metrics, per_class = evaluate_with_classes(gt, without_squares)
+    assert metrics == evaluate_segm(gt, without_squares)
+    present = {gt.cats[a["category_id"]]["name"] for a in read_json(path)["annotations"] if not a["iscrowd"]}
+    assert set(per_class) == present and "square" in present
+    assert per_class["square"] == 0.0 and all(v == 1.0 for k, v in per_class.items() if k != "square")
