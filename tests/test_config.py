@@ -70,18 +70,18 @@ def test_stage_fails_before_any_work(tmp_path):
 
 
 def test_params_yaml_is_in_the_form_dvc_writes_back(tmp_path):
-    """`dvc exp run -S key=value` rewrites params.yaml through ruamel: the committed file is already
-    in that form, so a one-value sweep is a one-line diff."""
+    """`dvc exp run -S key=value` rewrites params.yaml (dvc.utils.hydra.apply_overrides: inline lists
+    become block lists, null becomes empty, long values wrap): the committed file is already in that
+    form, so a one-value sweep is a one-line diff."""
     import shutil
 
-    from dvc.utils.serialize import modify_yaml
+    from dvc.utils.hydra import apply_overrides
 
     from conftest import REPO
     copy = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", copy)
-    with modify_yaml(copy) as data:
-        data["train"]["seed"] = 7
+    apply_overrides(str(copy), ["train.seed=7"])
     before, after = (REPO / "params.yaml").read_text().splitlines(), copy.read_text().splitlines()
-    assert len(before) == len(after)
+    assert len(before) == len(after), "params.yaml is not in DVC's form: rewrite it with apply_overrides"
     changed = [(a, b) for a, b in zip(before, after) if a != b]
     assert len(changed) == 1 and changed[0][1].startswith("  seed: 7"), changed
