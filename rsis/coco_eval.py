@@ -29,6 +29,12 @@ def evaluate_segm(ground_truth: COCO, detections: list[dict], iou_type: str = "s
     return evaluate_with_classes(ground_truth, detections, iou_type, class_agnostic)[0]
 
 
+def per_class_ap(ground_truth: COCO, detections: list[dict], iou: float = 0.5) -> dict[str, float]:
+    """Segm AP at one IoU threshold per category name (0 for a category with no detection;
+    categories without ground truth are left out)."""
+    return evaluate_with_classes(ground_truth, detections, "segm", iou=iou)[1]
+
+
 def evaluate_with_classes(ground_truth: COCO, detections: list[dict], iou_type: str = "segm",
                           class_agnostic: bool = False, iou: float = 0.5) -> tuple[dict[str, float], dict[str, float]]:
     """:func:`evaluate_segm`'s metrics and the AP at ``iou`` per category name (0 for a category with
