@@ -86,8 +86,12 @@ def test_ddp_two_processes_match_one(tmp_path):
     identical because BatchNorm statistics are per process (2 images instead of 4) and each
     process averages its loss over its own matched pairs."""
     single = _project(tmp_path / "single", epochs=3)
-    _train(single)
     ddp = _project(tmp_path / "ddp", epochs=3, launcher="torchrun", nproc_per_node=2)
+    for root in (single, ddp):  # random flips are drawn per process: they would differ between the two
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["train"]["augment"]["enabled"] = False
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _train(single)
     out = _train(ddp)
     assert "torch.distributed.run" in out.stdout
     a = pd.read_csv(single / "metrics/train_history.csv")
