@@ -31,6 +31,7 @@ from torchvision import tv_tensors
 from tqdm import tqdm
 
 from rsis.config import ConfigError, EvaluateConfig, load_section
+from rsis.datasets.coco_format import encode_mask
 from rsis.datasets.dataset import build_transform
 from rsis.datasets.images import HIGH_BIT_DEPTH_RULES, read_rgb
 from rsis.datasets.record import DataError
@@ -63,10 +64,9 @@ def detections(sequence: list[PredictedInstance], categories: Sequence[str], fil
     out = []
     for inst in sequence:
         score = inst.class_probs[inst.label] * inst.objectness
-        coco = inst.to_json()
         out.append({"image_id": inst.image_id, "file_name": file_name, "step": inst.step,
                     "category_id": inst.label, "category": categories[inst.label - 1], "score": score,
-                    "objectness": inst.objectness, "segmentation": coco["segmentation"], "bbox": inst.coco_bbox})
+                    "objectness": inst.objectness, "segmentation": encode_mask(inst.mask), "bbox": inst.coco_bbox})
     return out
 
 
