@@ -28,9 +28,10 @@ import pandas as pd
 import yaml
 
 from rsis.config import SECTIONS, apply_preset, merge, from_dict, read_params
+from rsis.core.checkpoint import LAST
 from rsis.datasets.convert import convert
-from rsis.evaluation import evaluate
-from rsis.training import LAST, fit
+from rsis.evaluation.run import evaluate
+from rsis.training.fit import fit
 
 PAPER = {"preset": "paper"}
 VARIANTS: dict[str, dict[str, Any]] = {  # each extension alone on top of the paper, then the default
@@ -83,7 +84,8 @@ def run_variant(name: str, out: Path, split: str, sets: list[str], curve: int) -
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
         if curve and ((epoch + 1) % curve == 0 or epoch + 1 == train_cfg.epochs):
-            scores = evaluate(paths, cfg["evaluate"], split=split, device=train_cfg.device, checkpoint=LAST)
+            scores = evaluate(paths, cfg["evaluate"], cfg["data"].dataset, split=split, device=train_cfg.device,
+                              checkpoint=LAST)
             points.append({"epoch": epoch, "updates": (epoch + 1) * updates_per_epoch, **_summary(scores),
                            "val_mask": row["val_mask"], "val_cls": row["val_cls"], "val_total": row["val_total"]})
             pd.DataFrame(points).to_csv(folder / "curve.csv", index=False, float_format="%.4f")
@@ -91,7 +93,7 @@ def run_variant(name: str, out: Path, split: str, sets: list[str], curve: int) -
     n_train = len(json.loads((out / "data" / "train.json").read_text())["images"])
     updates_per_epoch = n_train // train_cfg.batch_size
     result = fit(paths, cfg["model"], train_cfg, log_epoch=log_epoch)
-    scores = evaluate(paths, cfg["evaluate"], split=split, device=train_cfg.device)
+    scores = evaluate(paths, cfg["evaluate"], cfg["data"].dataset, split=split, device=train_cfg.device)
     last = result.history.iloc[-1]
     row = {"variant": name, "updates": len(result.history) * updates_per_epoch, **_summary(scores),
            "val_mask": round(float(last["val_mask"]), 3), "val_cls": round(float(last["val_cls"]), 3),

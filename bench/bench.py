@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from rsis.config import load_section, read_params
 from rsis.datasets.convert import convert
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import autocast, prepare_images, steps_for
+from rsis.training.engine import autocast, prepare_images, steps_for
 import compare  # noqa: E402 (bench/compare.py, next to this script)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def render(folder: Path = ROOT / "bench") -> None:
 
 def throughput_report(document: dict) -> str:
     lines = ["", "## CPU training step, images/s (`python bench/throughput.py`)", "",
-             "The real training step (`rsis.engine.train_one_epoch`) on the same batches, each row in a fresh "
+             "The real training step (`rsis.training.engine.train_one_epoch`) on the same batches, each row in a fresh "
              "process; `note` says which rows use the optimiser as it was before (Adam's per-tensor loop) and "
              "which the kernels `train.reproducible` pins (AVX2: the same bits on every x86-64 machine).", "",
              "| config | threads | Adam | kernels | s/step | train img/s | note |", "|---|---|---|---|---|---|---|"]

@@ -23,11 +23,11 @@ from torch.utils.data import DataLoader
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-from rsis.criterion import RSISCriterion, weighted_total
+from rsis.core.criterion import RSISCriterion
+from rsis.core.matcher import HungarianMatcher
+from rsis.core.model import RSIS
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import autocast, prepare_images, steps_for, to_device
-from rsis.matcher import HungarianMatcher
-from rsis.model import RSIS
+from rsis.training.engine import prepare_images, steps_for, to_device, training_step
 
 
 def sync(device: torch.device) -> None:
@@ -53,7 +53,7 @@ def inference_vs_maskrcnn(model_cfg, num_classes: int, device: torch.device, siz
     images = torch.rand(batch, 3, size, size, device=device)
     rows = []
     for depth in dict.fromkeys((model_cfg.backbone, "resnet50")):
-        rsis = RSIS(dataclasses.replace(model_cfg, backbone=depth, pretrained="none", image_size=size),
+        rsis = RSIS(dataclasses.replace(model_cfg, backbone=depth, image_size=size),
                     num_classes).to(device).eval()
         if depth == "resnet50":
             rcnn = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
@@ -140,7 +140,7 @@ class Trainer:
     def __init__(self, model_cfg, num_classes: int, device: torch.device, matcher: HungarianMatcher, unroll,
                  weights: dict, amp: bool = False, channels_last: bool = False) -> None:
         torch.manual_seed(0)
-        self.model = RSIS(dataclasses.replace(model_cfg, pretrained="none"), num_classes).to(device).train()
+        self.model = RSIS(model_cfg, num_classes).to(device).train()
         self.channels_last = channels_last and device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -149,24 +149,21 @@ class Trainer:
         self.device, self.unroll, self.weights, self.amp = device, unroll, weights, amp
 
     def step(self, images, targets) -> dict[str, float]:
-        device, seconds = self.device, type(self.matcher)
+        """One update through training's own step (rsis.training.engine.training_step), timed per phase."""
+        device, timer = self.device, type(self.matcher)
         images, targets = prepare_images(images, device, self.channels_last), to_device(targets, device)
-        sync(device)
-        t0 = time.perf_counter()
-        with autocast(device, self.amp):
-            outputs = self.model(images, steps=self.unroll(targets, self.model.max_steps))
-        sync(device)
-        t1 = time.perf_counter()
-        matched = seconds.seconds
-        total = weighted_total(self.criterion(outputs.float(), targets), self.weights)
-        sync(device)
-        t2 = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        sync(device)
-        t3 = time.perf_counter()
-        matching = seconds.seconds - matched
+        marks: list[float] = []
+
+        def mark(_phase: str) -> None:
+            sync(device)
+            marks.append(time.perf_counter())
+
+        mark("start")
+        matched = timer.seconds
+        training_step(self.model, self.criterion, self.optimizer, images, targets, self.weights,
+                      self.unroll(targets, self.model.max_steps), amp=self.amp, mark=mark)
+        matching = timer.seconds - matched
+        t0, t1, t2, t3 = marks
         return dict(zip(PHASES, (t1 - t0, matching, t2 - t1 - matching, t3 - t2)))
 
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import ROOT, variant_params  # noqa: E402 (bench/ablation.py)
 
 from rsis.datasets.convert import convert  # noqa: E402
-from rsis.evaluation import evaluate  # noqa: E402
-from rsis.training import fit  # noqa: E402
+from rsis.evaluation.run import evaluate  # noqa: E402
+from rsis.training.fit import fit  # noqa: E402
 
 def pascal_run(out: Path, epochs: int, images: int, device: str = "cuda") -> dict:
     """Train the Pascal preset for ``epochs`` on ``images`` synthetic 256 px images; score the test split."""
@@ -40,7 +40,7 @@ def pascal_run(out: Path, epochs: int, images: int, device: str = "cuda") -> dic
                                 models=str(out / "models"), predictions=str(out / "predictions.json"),
                                 evaluation=str(out / "evaluation"), metrics=str(out), figures=str(out / "figures"))
     result = fit(paths, cfg["model"], cfg["train"])
-    scores = evaluate(paths, cfg["evaluate"], device=device)
+    scores = evaluate(paths, cfg["evaluate"], cfg["data"].dataset, device=device)
     seconds = float(result.history["epoch_seconds"].sum())
     return {"epochs": epochs, "train_images": images, "image_size": 256, "backbone": cfg["model"].backbone,
             "hidden_dim": cfg["model"].hidden_dim, "batch": cfg["train"].batch_size, "amp": cfg["train"].amp,

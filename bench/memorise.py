@@ -7,8 +7,8 @@ wrong step, a loss that ignores a term, an inference that reads the wrong step) 
     python bench/memorise.py                        # default and paper, 16 images, up to 800 updates
     python bench/memorise.py --only paper --images 8 --updates 300 --every 25
 
-It trains with the train stage's own step (rsis.engine.train_one_epoch) and scores with the
-evaluate stage's own scoring (rsis.evaluation.score), at constant learning rates, and reports
+It trains with the train stage's own step (rsis.training.engine.train_one_epoch) and scores with the
+evaluate stage's own scoring (rsis.evaluation.run.score), at constant learning rates, and reports
 the updates each configuration needed to reach AP50 >= --target on the images it trained on.
 Results: bench/MEMORISE.md and bench/MEMORISE.json.
 """
@@ -30,18 +30,18 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import ROOT, VARIANTS, variant_params  # noqa: E402 (bench/ablation.py)
 
-from rsis import schedule  # noqa: E402
-from rsis.coco_eval import load_ground_truth  # noqa: E402
 from rsis.config import to_dict  # noqa: E402
-from rsis.criterion import RSISCriterion  # noqa: E402
-from rsis.datasets.coco_format import annotation_file  # noqa: E402
+from rsis.core.criterion import RSISCriterion  # noqa: E402
+from rsis.core.model import initial_model  # noqa: E402
 from rsis.datasets.convert import convert  # noqa: E402
 from rsis.datasets.dataset import InstanceDataset, collate  # noqa: E402
-from rsis.engine import train_one_epoch  # noqa: E402
-from rsis.evaluation import score  # noqa: E402
-from rsis.inference import predict  # noqa: E402
-from rsis.model import initial_model  # noqa: E402
-from rsis.training import build_optimizer  # noqa: E402
+from rsis.datasets.format import annotation_file  # noqa: E402
+from rsis.evaluation.coco import load_ground_truth  # noqa: E402
+from rsis.evaluation.inference import predict  # noqa: E402
+from rsis.evaluation.run import score  # noqa: E402
+from rsis.training import schedule  # noqa: E402
+from rsis.training.engine import train_one_epoch  # noqa: E402
+from rsis.training.fit import build_optimizer  # noqa: E402
 
 
 def memorise(params: dict[str, Any], data_root: Path, updates: int, every: int, target: float,

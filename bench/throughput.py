@@ -1,4 +1,4 @@
-"""CPU training throughput of the real training step (rsis.engine.train_one_epoch), images/s.
+"""CPU training throughput of the real training step (rsis.training.engine.train_one_epoch), images/s.
 
     python bench/throughput.py            # -> bench/throughput.json, rendered into bench/RESULTS.md
 
@@ -27,14 +27,14 @@ from torch.utils.data import DataLoader, Subset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import ROOT, variant_params  # noqa: E402 (bench/ablation.py)
 
-from rsis import schedule  # noqa: E402
 from rsis.config import to_dict  # noqa: E402
-from rsis.criterion import RSISCriterion  # noqa: E402
+from rsis.core.criterion import RSISCriterion  # noqa: E402
+from rsis.core.model import initial_model  # noqa: E402
 from rsis.datasets.dataset import InstanceDataset, collate  # noqa: E402
-from rsis.engine import train_one_epoch  # noqa: E402
-from rsis.model import initial_model  # noqa: E402
 from rsis.reproducible import PINNED_ISA, THREAD_VARIABLES  # noqa: E402
-from rsis.training import build_optimizer, teacher_forcing  # noqa: E402
+from rsis.training import schedule  # noqa: E402
+from rsis.training.engine import train_one_epoch  # noqa: E402
+from rsis.training.fit import build_optimizer, teacher_forcing  # noqa: E402
 
 
 def measure(variant: str, threads: int, fused: bool, data: Path, batches: int) -> dict:

@@ -143,7 +143,7 @@ class CocoSplit:
 
 @dataclass(frozen=True)
 class CocoConfig:
-    """A user's own COCO-format dataset (see rsis.datasets.coco_json)."""
+    """A user's own COCO-format dataset (see rsis.datasets.coco)."""
 
     train: CocoSplit
     val: CocoSplit
@@ -236,7 +236,7 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """The staged schedule (see rsis.schedule). An epoch number switches a term on at that epoch;
+    """The staged schedule (see rsis.training.schedule). An epoch number switches a term on at that epoch;
     null switches it on at a validation plateau."""
 
     class_loss_from: int | None

@@ -9,7 +9,7 @@ Per image ``<stem>``, under DIR:
     <stem>_overlay.png   the image with each instance painted and numbered in step order
 
 and ``DIR/summary.json`` (checkpoint, thresholds, counts, the images that could not be read).
-The inference protocol is the evaluate stage's (rsis.inference): thresholds come from the
+The inference protocol is the evaluate stage's (rsis.evaluation.inference): thresholds come from the
 ``evaluate`` section of ``--params`` (default params.yaml, when present) and can be overridden.
 An unreadable image is reported in one line, counted, and the rest are still predicted; the exit
 status is 1 when no image could be predicted, 2 on a bad argument or checkpoint.
@@ -30,16 +30,16 @@ from PIL import Image
 from torchvision import tv_tensors
 from tqdm import tqdm
 
+from rsis.analysis.figures import draw_prediction
 from rsis.config import ConfigError, EvaluateConfig, load_section
-from rsis.datasets.coco_format import encode_mask
+from rsis.core.checkpoint import load_model
 from rsis.datasets.dataset import build_transform
+from rsis.datasets.format import encode_mask
 from rsis.datasets.images import HIGH_BIT_DEPTH_RULES, read_rgb
 from rsis.datasets.record import DataError
-from rsis.evaluation import load_model
-from rsis.figures import draw_prediction
-from rsis.inference import PredictedInstance, postprocess
-from rsis.io import write_json
-from rsis.leaf_metrics import label_map
+from rsis.evaluation.inference import PredictedInstance, postprocess
+from rsis.evaluation.leaf_metrics import label_map
+from rsis.files import write_json
 from rsis.runtime import select_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

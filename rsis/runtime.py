@@ -57,11 +57,11 @@ def _terminate(signum: int, frame: object) -> None:
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(). SIGTERM (``kill``, a scheduler's stop) exits through the normal
     unwinding, so temporary files are removed and the MLflow run is marked failed; outputs are
-    only ever replaced whole (rsis.io). User errors (bad params, bad data, missing inputs, a
+    only ever replaced whole (rsis.files). User errors (bad params, bad data, missing inputs, a
     non-finite loss, a failed download) print one clear line and exit 2 instead of a traceback; anything else
     propagates with its traceback."""
     from rsis.config import ConfigError, load_all
-    from rsis.datasets.download import DownloadError
+    from rsis.datasets.fetch import DownloadError
     from rsis.datasets.record import DataError
 
     signal.signal(signal.SIGTERM, _terminate)

@@ -6,9 +6,9 @@ from rsis.reproducible import pin_cpu
 
 pin_cpu()  # before torch is imported: train.reproducible pins the math libraries' ISA and threads
 
-from rsis.analysis import FIGURES, TABLES, analyze  # noqa: E402
+from rsis.analysis.run import FIGURES, TABLES, analyze  # noqa: E402
 from rsis.config import load_section, to_dict  # noqa: E402
-from rsis.io import write_json  # noqa: E402
+from rsis.files import write_json  # noqa: E402
 from rsis.runtime import run_stage  # noqa: E402
 from rsis.tracking import stage_run  # noqa: E402
 

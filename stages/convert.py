@@ -8,7 +8,7 @@ pin_cpu()  # before torch is imported: train.reproducible pins the math librarie
 
 from rsis.config import load_section, to_dict  # noqa: E402
 from rsis.datasets.convert import convert  # noqa: E402
-from rsis.io import write_json  # noqa: E402
+from rsis.files import write_json  # noqa: E402
 from rsis.runtime import run_stage  # noqa: E402
 from rsis.tracking import stage_run  # noqa: E402
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rsis.config import load_section, to_dict
 from rsis.datasets.sources import download
-from rsis.io import write_json
+from rsis.files import write_json
 from rsis.runtime import run_stage
 from rsis.tracking import stage_run
 

@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsis.activations import BLOCKS, ImageActivations, activation_maps, activation_taus, object_activations, summary_rows
-from rsis.analysis import select_images
+from rsis.analysis.activations import (BLOCKS, ImageActivations, activation_maps, activation_taus, object_activations,
+                                      summary_rows)
+from rsis.analysis.run import select_images
 from rsis.config import ModelConfig
-from rsis.model import initial_model
+from rsis.core.model import initial_model
 
 
 class BrightnessEncoder(nn.Module):
@@ -106,7 +107,7 @@ def test_selected_images_are_the_best_per_strategy_and_a_seeded_random_set():
 
 
 def test_step_markers_of_nearby_centres_are_spread_apart():
-    from rsis.figures import _spread
+    from rsis.analysis.figures import _spread
     placed = _spread([(10.0, 10.0), (11.0, 10.5), (40.0, 40.0)], gap=4.0)
     assert placed[0] == (10.0, 10.0) and placed[2] == (40.0, 40.0)
     assert ((placed[1][0] - 10) ** 2 + (placed[1][1] - 10) ** 2) ** 0.5 >= 4.0

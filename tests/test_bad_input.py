@@ -14,8 +14,8 @@ from PIL import Image
 from conftest import COCO
 from projects import run_stage, tiny_params, tiny_project, write_params
 from rsis.config import CocoSplit
-from rsis.datasets.coco_format import encode_mask
 from rsis.datasets.convert import SKIPPED_REPORT, convert
+from rsis.datasets.format import encode_mask
 from rsis.datasets.record import DataError
 
 SQUARE = [[2, 2, 8, 2, 8, 6, 2, 6]]

@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from rsis.criterion import RSISCriterion
-from rsis.matcher import HungarianMatcher
-from rsis.model import RSISOutput
+from rsis.core.criterion import RSISCriterion
+from rsis.core.matcher import HungarianMatcher
+from rsis.core.model import RSISOutput
 
 from conftest import REPO
 

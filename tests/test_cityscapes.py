@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from conftest import CITYSCAPES
-from rsis import cityscapes_eval
 from rsis.datasets import cityscapes
-from rsis.datasets.coco_format import decode_mask
 from rsis.datasets.convert import convert
+from rsis.datasets.format import decode_mask
 from rsis.datasets.sources import download
-from rsis.inference import PredictedInstance
+from rsis.evaluation import cityscapes as cityscapes_eval
+from rsis.evaluation.inference import PredictedInstance
 
 H, W = 64, 128
 CAR, PERSON, ROAD = 26, 24, 7
@@ -118,12 +118,12 @@ def test_official_evaluation_of_the_ground_truth_and_of_a_worse_prediction(conve
 
 
 def test_evaluate_stage_runs_the_official_evaluation(converted, tiny_paths, tiny_model_cfg, tiny_train_cfg, eval_cfg):
-    from rsis.evaluation import evaluate
-    from rsis.report import paper_comparison
-    from rsis.training import fit
+    from rsis.evaluation.run import evaluate
+    from rsis.evaluation.report import paper_comparison
+    from rsis.training.fit import fit
 
     fit(tiny_paths, tiny_model_cfg, dataclasses.replace(tiny_train_cfg, epochs=1, batch_size=2))
-    metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), device="cpu")
+    metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), "cityscapes", device="cpu")
     assert set(metrics["cityscapes"]) == {"AP", "AP50", "per_class"} and 0.0 <= metrics["cityscapes"]["AP"] <= 1.0
     assert (Path(tiny_paths.evaluation) / "cityscapes/resultInstanceLevelSemanticLabeling.json").is_file()
     assert "| AP (official cityscapesscripts) |" in paper_comparison("cityscapes", metrics)

@@ -1,8 +1,8 @@
 import numpy as np
 
-from rsis.coco_eval import evaluate_segm, load_ground_truth
 from rsis.datasets.convert import convert
-from rsis.io import read_json
+from rsis.evaluation.coco import evaluate_segm, load_ground_truth
+from rsis.files import read_json
 
 
 def _gt_detections(coco: dict) -> list[dict]:
@@ -56,7 +56,7 @@ def test_ground_truth_boxes_score_one_and_shifted_boxes_less(data_cfg, tiny_path
 
 
 def test_one_evaluation_gives_the_metrics_and_the_per_class_ap(data_cfg, tiny_paths):
-    from rsis.coco_eval import evaluate_with_classes
+    from rsis.evaluation.coco import evaluate_with_classes
     convert(data_cfg, tiny_paths.data)
     path = f"{tiny_paths.data}/test.json"
     gt, detections = load_ground_truth(path), _gt_detections(read_json(path))

@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import COCO
 from rsis.config import CocoSplit
-from rsis.datasets.coco_format import decode_mask, encode_mask
 from rsis.datasets.convert import convert
+from rsis.datasets.format import decode_mask, encode_mask
 from rsis.datasets.record import DataError
 from rsis.datasets.sources import download
 

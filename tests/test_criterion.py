@@ -1,8 +1,8 @@
 import torch
 from torchvision.ops import masks_to_boxes
 
-from rsis.criterion import RSISCriterion, weighted_total
-from rsis.model import RSISOutput
+from rsis.core.criterion import RSISCriterion, weighted_total
+from rsis.core.model import RSISOutput
 
 
 def _target(n: int, size: int = 16, num_classes: int = 4) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loopback import serve
-from rsis.datasets.download import DownloadError, extract, fetch
+from rsis.datasets.fetch import DownloadError, extract, fetch
 
 
 def _payload(tmp_path: Path, size: int = 300_000) -> tuple[Path, str]:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rsis.errors import by_object, by_step, image_errors
-from rsis.sorting import ObjectGeometry, consecutive_pair_shares, pair_follows
+from rsis.analysis.error_analysis import by_object, by_step, image_errors
+from rsis.analysis.ordering import ObjectGeometry, consecutive_pair_shares, pair_follows
 
 
 def test_fifteen_percent_rule_at_the_boundary():

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 import torchvision
 
 from rsis.config import ConfigError, ModelConfig, load_section
-from rsis.criterion import RSISCriterion, embedding_loss, weighted_total
-from rsis.engine import forward_with_loss
-from rsis.matcher import StepMatcher
-from rsis.model import RSIS, coordinates, gated_logits, mask_pool
-from rsis.training import teacher_forcing
+from rsis.core.criterion import RSISCriterion, embedding_loss, weighted_total
+from rsis.core.matcher import StepMatcher
+from rsis.core.model import RSIS, coordinates, gated_logits, mask_pool
+from rsis.training.engine import forward_with_loss
+from rsis.training.fit import teacher_forcing
 from conftest import REPO
 
 PAPER = ModelConfig(backbone="resnet18", pretrained="none", hidden_dim=16, max_steps=4, skip_mode="concat",

@@ -18,13 +18,13 @@ import torch
 
 from loopback import serve
 from projects import run_stage, stage_env, tiny_params, tiny_project, write_params
-from rsis import engine
-from rsis.checkpoint import load_checkpoint, save_checkpoint
 from rsis.config import load_section
-from rsis.datasets.download import fetch, md5sum
-from rsis.io import atomic_path
+from rsis.core.checkpoint import load_checkpoint, save_checkpoint
+from rsis.datasets.fetch import fetch, md5sum
+from rsis.files import atomic_path
 from rsis.runtime import run_stage as run_in_process
-from rsis.training import fit
+from rsis.training import engine
+from rsis.training.fit import fit
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,7 @@ def test_a_download_killed_mid_transfer_resumes_from_its_partial_file(tmp_path):
     md5 = hashlib.md5(payload).hexdigest()
     with serve(served) as server:
         server.stall_after = 3_000_000
-        script = (f"from rsis.datasets.download import fetch; "
+        script = (f"from rsis.datasets.fetch import fetch; "
                   f"fetch({server.url + '/a.tar'!r}, {str(dest)!r}, {md5!r}, progress=False)")
         proc = subprocess.Popen([sys.executable, "-c", script], env=stage_env())
         part = dest.with_name("a.tar.part")
@@ -189,7 +189,7 @@ def test_a_checkpoint_write_that_runs_out_of_space_leaves_the_previous_checkpoin
     save_checkpoint(path, {"model": {"w": torch.arange(1000.0)}, "epoch": 3})
     before = _digest(path)
     result = _write_limited(200_000, (
-        "import torch; from rsis.checkpoint import save_checkpoint\n"
+        "import torch; from rsis.core.checkpoint import save_checkpoint\n"
         f"save_checkpoint({str(path)!r}, {{'model': {{'w': torch.zeros(1_000_000)}}, 'epoch': 4}})"))
     assert result.returncode != 0 and "Error" in result.stderr, result.stderr
     assert _digest(path) == before
@@ -225,7 +225,7 @@ def test_the_package_never_unpickles(tmp_path):
 def test_atomic_write_removes_a_killed_writers_temporary(tmp_path):
     target = tmp_path / "out.json"
     proc = subprocess.run([sys.executable, "-c", (
-        "import os, signal; from rsis.io import atomic_path\n"
+        "import os, signal; from rsis.files import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    tmp.write_text('half')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)")], env=stage_env())

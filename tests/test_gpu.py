@@ -8,11 +8,11 @@ import socket
 import pytest
 import torch
 
-from rsis.criterion import RSISCriterion, weighted_total
+from rsis.core.criterion import RSISCriterion, weighted_total
+from rsis.core.model import RSIS
 from rsis.datasets.convert import convert
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import forward_with_loss, prepare_images, to_device
-from rsis.model import RSIS
+from rsis.training.engine import forward_with_loss, prepare_images, to_device
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 WEIGHTS = {"mask": 1.0, "cls": 1.0, "stop": 0.5, "box": 0.5}

@@ -129,12 +129,12 @@ def test_leaves_are_deterministic_one_class_and_within_the_counts(tmp_path, data
 
 def test_evaluate_writes_submission_label_maps_for_the_challenge_split(tmp_path, data_cfg, tiny_paths,
                                                                        tiny_model_cfg, tiny_train_cfg, eval_cfg):
-    from rsis.evaluation import evaluate
-    from rsis.training import fit
+    from rsis.evaluation.run import evaluate
+    from rsis.training.fit import fit
 
     _convert(tmp_path, data_cfg, _h5(tmp_path / "train.h5"), _h5(tmp_path / "test.h5", labelled=False))
     fit(tiny_paths, tiny_model_cfg, dataclasses.replace(tiny_train_cfg, epochs=1, batch_size=2))
-    metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), device="cpu")
+    metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), "leaves", device="cpu")
     assert "cvppp" in metrics
     maps = sorted((Path(tiny_paths.evaluation) / "challenge_maps").glob("*_label.png"))
     assert [p.name for p in maps] == [f"plant{k:03d}_label.png" for k in range(1, N_PLANTS + 1)]

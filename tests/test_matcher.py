@@ -1,6 +1,6 @@
 import torch
 
-from rsis.matcher import HungarianMatcher, soft_iou
+from rsis.core.matcher import HungarianMatcher, soft_iou
 
 
 def _disjoint_masks(n: int, size: int = 16) -> torch.Tensor:

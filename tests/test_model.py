@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rsis.config import ModelConfig
-from rsis.model import RSIS
+from rsis.core.model import RSIS
 
 
 @pytest.mark.parametrize("skip_mode", ["concat", "sum", "mul", "none"])

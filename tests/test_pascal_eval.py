@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from rsis.coco_eval import evaluate_segm, load_ground_truth, per_class_ap, proposal_recall
-from rsis.datasets.coco_format import encode_mask
-from rsis.evaluation import without_ignored_pixels
-from rsis.inference import PredictedInstance, to_coco_detections
+from rsis.datasets.format import encode_mask
+from rsis.evaluation.coco import evaluate_segm, load_ground_truth, per_class_ap, proposal_recall
+from rsis.evaluation.inference import PredictedInstance, to_coco_detections
+from rsis.evaluation.run import without_ignored_pixels
 
 
 def _ground_truth(tmp_path):

@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
-from rsis.analysis import FIGURES, TABLES
+from rsis.analysis.run import FIGURES, TABLES
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from conftest import REPO
-from rsis.checkpoint import save_checkpoint
 from rsis.config import to_dict
-from rsis.model import RSIS
+from rsis.core.checkpoint import save_checkpoint
+from rsis.core.model import RSIS
 from rsis.predict import main
 
 

@@ -12,18 +12,30 @@ import yaml
 
 from conftest import REPO
 from rsis.config import ConfigError, load_section
-from rsis.model import RSIS
+from rsis.core.model import RSIS, initial_model, load_pretrained
 
 
 def _cfg(tiny_model_cfg, pretrained):
     return dataclasses.replace(tiny_model_cfg, pretrained=pretrained)
 
 
+def _pretrained(tiny_model_cfg, pretrained):
+    return load_pretrained(RSIS(_cfg(tiny_model_cfg, pretrained), num_classes=3), pretrained)
+
+
+def test_constructing_the_network_reads_no_weights(tiny_model_cfg):
+    """RSIS(cfg) is plain construction: a config naming a missing file still builds (evaluation
+    rebuilds trained networks from their checkpoint's config); load_pretrained reads the file."""
+    model = RSIS(_cfg(tiny_model_cfg, "no/such/file.pt"), num_classes=3)
+    with pytest.raises(FileNotFoundError, match="no/such/file.pt"):
+        load_pretrained(model, "no/such/file.pt")
+
+
 def test_state_dict_file_is_loaded_into_the_encoder(tmp_path, tiny_model_cfg):
     source = torchvision.models.resnet18(weights=None)
     path = tmp_path / "resnet18.pt"
     torch.save(source.state_dict(), path)
-    model = RSIS(_cfg(tiny_model_cfg, str(path)), num_classes=3)
+    model = _pretrained(tiny_model_cfg, str(path))
     assert torch.equal(model.encoder.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
     assert torch.equal(model.encoder.stem[0].weight, source.conv1.weight)
 
@@ -32,7 +44,7 @@ def test_wrong_state_dict_is_refused(tmp_path, tiny_model_cfg):
     path = tmp_path / "resnet50.pt"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
     with pytest.raises(Exception, match="resnet18"):
-        RSIS(_cfg(tiny_model_cfg, str(path)), num_classes=3)
+        _pretrained(tiny_model_cfg, str(path))
 
 
 def test_imagenet_reads_the_torch_cache(tmp_path, monkeypatch, tiny_model_cfg):
@@ -40,18 +52,23 @@ def test_imagenet_reads_the_torch_cache(tmp_path, monkeypatch, tiny_model_cfg):
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     cached = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     with pytest.raises(FileNotFoundError) as missing:
-        RSIS(_cfg(tiny_model_cfg, "imagenet"), num_classes=3)
+        _pretrained(tiny_model_cfg, "imagenet")
     assert str(cached) in str(missing.value) and weights.url in str(missing.value)
     cached.parent.mkdir(parents=True)
     source = torchvision.models.resnet18(weights=None)  # stands in for the real file, which is not offline
     torch.save(source.state_dict(), cached)
-    model = RSIS(_cfg(tiny_model_cfg, "imagenet"), num_classes=3)
+    model = _pretrained(tiny_model_cfg, "imagenet")
     assert torch.equal(model.encoder.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
 
 
-def test_missing_state_dict_path_names_it(tiny_model_cfg):
+def test_initial_model_loads_the_configured_weights(tmp_path, tiny_model_cfg):
+    source = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pt"
+    torch.save(source.state_dict(), path)
+    model = initial_model(_cfg(tiny_model_cfg, str(path)), num_classes=3, seed=0)
+    assert torch.equal(model.encoder.layer2[0].downsample[0].weight, source.layer2[0].downsample[0].weight)
     with pytest.raises(FileNotFoundError, match="no/such/file.pt"):
-        RSIS(_cfg(tiny_model_cfg, "no/such/file.pt"), num_classes=3)
+        initial_model(_cfg(tiny_model_cfg, "no/such/file.pt"), num_classes=3, seed=0)
 
 
 @pytest.mark.parametrize("preset,size,steps,batch,curriculum", [

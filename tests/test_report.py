@@ -5,7 +5,7 @@ import typing
 import pytest
 
 from rsis.config import DataConfig
-from rsis.report import paper_comparison
+from rsis.evaluation.report import paper_comparison
 
 DATASETS = typing.get_args(typing.get_type_hints(DataConfig)["dataset"])  # what params.yaml accepts
 

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO
 from rsis.reproducible import PINNED_ISA, cpu_environment
-from rsis.training import config_warnings
+from rsis.training.fit import config_warnings
 
 PROBE = ("import os; from rsis.reproducible import pin_cpu; pin_cpu(); import torch; "
          "print(torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(), os.environ.get('ONEDNN_MAX_CPU_ISA'))")

@@ -3,7 +3,7 @@
 import math
 
 from conftest import schedule_cfg
-from rsis.schedule import ScheduleState, advance, initial_state, learning_rates, loss_weights
+from rsis.training.schedule import ScheduleState, advance, initial_state, learning_rates, loss_weights
 
 WEIGHTS = {"mask": 1.0, "cls": 0.1, "stop": 0.5, "box": 0.5}
 

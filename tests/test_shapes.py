@@ -3,9 +3,9 @@ import torch
 
 from rsis.datasets.convert import convert
 from rsis.datasets.dataset import InstanceDataset
-from rsis.datasets.coco_format import decode_mask
+from rsis.datasets.format import decode_mask
 from rsis.datasets.shapes import generate_image
-from rsis.io import read_json
+from rsis.files import read_json
 
 
 def test_generator_is_deterministic(shapes_cfg):

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from rsis.datasets.convert import convert
-from rsis.evaluation import evaluate
-from rsis.training import HISTORY_FILE, fit
+from rsis.evaluation.run import evaluate
+from rsis.training.fit import HISTORY_FILE, fit
 
 
 def test_fit_writes_checkpoints_and_is_deterministic(data_cfg, tiny_paths, tiny_model_cfg, tiny_train_cfg, eval_cfg):
@@ -22,8 +22,8 @@ def test_fit_writes_checkpoints_and_is_deterministic(data_cfg, tiny_paths, tiny_
     assert best["train_config"]["seed"] == tiny_train_cfg.seed
     saved = pd.read_csv(f"{tiny_paths.metrics}/{HISTORY_FILE}")
     assert list(saved["epoch"]) == list(range(tiny_train_cfg.epochs))
-    metrics = evaluate(tiny_paths, eval_cfg, device="cpu")
-    assert "cvppp" not in metrics  # leaf metrics only for one-class leaf datasets
+    metrics = evaluate(tiny_paths, eval_cfg, "shapes", device="cpu")
+    assert "cvppp" not in metrics  # leaf metrics only for data.dataset leaves and cvppp
     assert len(list(Path(tiny_paths.evaluation, "instance_maps").glob("test_*_label.png"))) == data_cfg.shapes.test
 
     again_paths = dataclasses.replace(tiny_paths, models=tiny_paths.models + "2", metrics=tiny_paths.metrics + "2",
@@ -32,7 +32,7 @@ def test_fit_writes_checkpoints_and_is_deterministic(data_cfg, tiny_paths, tiny_
     second = fit(again_paths, tiny_model_cfg, tiny_train_cfg)
     losses = ["train_total", "val_total", "val_mask", "val_cls", "val_stop"]
     pd.testing.assert_frame_equal(first.history[losses], second.history[losses])
-    assert evaluate(again_paths, eval_cfg, device="cpu")["segm"] == metrics["segm"]
+    assert evaluate(again_paths, eval_cfg, "shapes", device="cpu")["segm"] == metrics["segm"]
 
 
 def test_other_seed_changes_the_run(data_cfg, tiny_paths, tiny_model_cfg, tiny_train_cfg):
@@ -47,7 +47,10 @@ def test_leaf_dataset_gets_cvppp_metrics_and_label_maps(data_cfg, tiny_paths, ti
                                                         eval_cfg):
     convert(dataclasses.replace(data_cfg, dataset="leaves"), tiny_paths.data)
     fit(tiny_paths, tiny_model_cfg, dataclasses.replace(tiny_train_cfg, epochs=1, batch_size=2))
-    metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), device="cpu")
+    # the metrics follow data.dataset, not the category names: your own COCO data with a "leaf" class
+    # gets COCO AP only
+    assert "cvppp" not in evaluate(tiny_paths, eval_cfg, "coco", device="cpu")
+    metrics = evaluate(tiny_paths, dataclasses.replace(eval_cfg, stop_threshold=0.0), "leaves", device="cpu")
     assert set(metrics["cvppp"]) == {f"{k}_{s}" for k in ("SBD", "DiC", "absDiC", "FBD") for s in ("mean", "std")}
     assert 0.0 <= metrics["cvppp"]["SBD_mean"] <= 1.0
     maps = sorted(Path(tiny_paths.evaluation, "instance_maps").glob("*_label.png"))
@@ -57,7 +60,7 @@ def test_leaf_dataset_gets_cvppp_metrics_and_label_maps(data_cfg, tiny_paths, ti
 
 
 def test_the_slowdown_monitor_hints_at_contention_only_when_steps_slow_down():
-    from rsis.engine import SlowdownMonitor
+    from rsis.training.engine import SlowdownMonitor
     monitor = SlowdownMonitor(window=5, factor=3.0)
     assert [monitor.step(0.3) for _ in range(10)] == [None] * 10  # steady
     hints = [monitor.step(1.2) for _ in range(5)]

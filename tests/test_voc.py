@@ -17,8 +17,8 @@ from PIL import Image
 
 from conftest import VOC
 from loopback import serve
-from rsis.datasets.coco_format import decode_mask
 from rsis.datasets.convert import convert
+from rsis.datasets.format import decode_mask
 from rsis.datasets.sources import download
 from rsis.datasets.voc import CLASSES
 

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from rsis.config import DataConfig
-from rsis.datasets import cityscapes, coco_json, cvppp, leaves, shapes, voc
-from rsis.datasets.coco_format import CHALLENGE, write_split
+from rsis.datasets import cityscapes, coco, cvppp, leaves, shapes, voc
+from rsis.datasets.format import CHALLENGE, write_split
 from rsis.datasets.record import DataError, InstanceRecord
-from rsis.io import atomic_directory, write_json
+from rsis.files import atomic_directory, write_json
 
 SPLITS = ("train", "val", "test")
 SKIPPED_REPORT = "skipped.json"  # per split, the bad items left out under data.on_error = skip
@@ -47,14 +47,14 @@ def _splits(cfg: DataConfig, raw: Path, skipped: dict[str, list[dict[str, str]]]
         return cityscapes.CLASSES, {s: (cityscapes.load_records(raw, items[s]), len(items[s])) for s in SPLITS}
     if cfg.dataset == "coco":
         sources = {s: getattr(cfg.coco, s) for s in SPLITS}
-        cocos = {s: coco_json.load(src.json) for s, src in sources.items()}
-        classes = coco_json.category_names(cocos["train"])
-        for s, coco in cocos.items():
-            if coco_json.category_names(coco) != classes:
-                raise ValueError(f"{sources[s].json}: categories {list(coco_json.category_names(coco))} differ from "
+        cocos = {s: coco.load(src.json) for s, src in sources.items()}
+        classes = coco.category_names(cocos["train"])
+        for s, split_coco in cocos.items():
+            if coco.category_names(split_coco) != classes:
+                raise ValueError(f"{sources[s].json}: categories {list(coco.category_names(split_coco))} differ from "
                                  f"the train split's {list(classes)}")
-        return classes, {s: (coco_json.load_records(cocos[s], sources[s].json, sources[s].images, cfg.on_error,
-                                                    skipped[s], cfg.high_bit_depth), len(cocos[s].getImgIds()))
+        return classes, {s: (coco.load_records(cocos[s], sources[s].json, sources[s].images, cfg.on_error,
+                                               skipped[s], cfg.high_bit_depth), len(cocos[s].getImgIds()))
                          for s in SPLITS}
     raise ValueError(f"data.dataset = {cfg.dataset!r}: no converter")  # the params schema prevents this
 

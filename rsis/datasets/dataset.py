@@ -14,8 +14,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from rsis.config import AugmentConfig
-from rsis.datasets.coco_format import annotation_file, decode_mask
-from rsis.io import read_json
+from rsis.datasets.format import annotation_file, decode_mask
+from rsis.files import read_json
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from rsis.config import DataConfig
 from rsis.datasets import cityscapes, cvppp
-from rsis.datasets.download import extract, fetch, md5sum
+from rsis.datasets.fetch import extract, fetch, md5sum
 
 
 def archive_name(url: str) -> str:

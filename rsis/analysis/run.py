@@ -12,18 +12,18 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from rsis import activations, errors
-from rsis.checkpoint import load_checkpoint
+from rsis.analysis import activations, error_analysis
 from rsis.config import AnalyzeConfig, ModelConfig, PathsConfig, from_dict
-from rsis.datasets.coco_format import annotation_file, decode_mask
+from rsis.core.checkpoint import BEST, load_model
 from rsis.datasets.dataset import InstanceDataset
-from rsis.evaluation import CHECKPOINT, load_model
-from rsis.figures import (draw_activation_examples, draw_activation_taus, draw_errors, draw_pair_bars, draw_sequences,
-                          draw_tau_histogram, draw_training_curves)
-from rsis.io import atomic_path, read_json
-from rsis.model import RSIS, initial_model
+from rsis.datasets.format import annotation_file, decode_mask
+from rsis.analysis.figures import (draw_activation_examples, draw_activation_taus, draw_errors, draw_pair_bars,
+                                   draw_sequences, draw_tau_histogram, draw_training_curves)
+from rsis.analysis.ordering import (STRATEGIES, ObjectGeometry, consecutive_pair_shares, geometry, sequence_tau,
+                                    sorting_summary)
+from rsis.core.model import RSIS, initial_model
+from rsis.files import atomic_path, read_json
 from rsis.runtime import select_device
-from rsis.sorting import STRATEGIES, ObjectGeometry, consecutive_pair_shares, geometry, sequence_tau, sorting_summary
 
 SELECTIONS = (*STRATEGIES, "random")  # qualitative figures: best images per strategy, then random ones
 SEQUENCE_FIGURES = tuple(f"sequences_{name}.png" for name in SELECTIONS)
@@ -71,7 +71,7 @@ def select_images(tau_rows: list[dict], count: int, seed: int) -> dict[str, list
 
 def before_and_after(models_dir: str | Path, device: torch.device) -> dict[str, RSIS]:
     """The network at initialisation (rebuilt from the checkpoint's config and seed) and trained."""
-    after, state = load_model(Path(models_dir) / CHECKPOINT, device)
+    after, state = load_model(Path(models_dir) / BEST, device)
     model_cfg = from_dict(ModelConfig, state["model_config"], "checkpoint.model_config")
     before = initial_model(model_cfg, state["num_classes"], state["train_config"]["seed"]).to(device)
     return {"before": before.eval(), "after": after}
@@ -112,9 +112,9 @@ def analyze(paths: PathsConfig, cfg: AnalyzeConfig, split: str = "test", device:
     for ann in sorted(gt["annotations"], key=lambda a: -a["area"]):
         if not ann["iscrowd"]:
             gt_masks.setdefault(ann["image_id"], []).append(decode_mask(ann["segmentation"]))
-    image_errors = [errors.image_errors(im["masks"], im["steps"], gt_masks.get(im["image_id"], []))
+    image_errors = [error_analysis.image_errors(im["masks"], im["steps"], gt_masks.get(im["image_id"], []))
                     for im in images]
-    step_rows, object_rows = errors.by_step(image_errors), errors.by_object(image_errors)
+    step_rows, object_rows = error_analysis.by_step(image_errors), error_analysis.by_object(image_errors)
     _write_csv(step_rows, tables_dir / "errors_by_step.csv", ["step", "predictions", "false_positives",
                                                               "mean_matched_iou"])
     _write_csv(object_rows, tables_dir / "errors_by_object.csv", ["size_pct", "iou", "found"])

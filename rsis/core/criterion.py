@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import generalized_box_iou_loss
 
-from rsis.matcher import HungarianMatcher, soft_iou
-from rsis.model import RSISOutput
+from rsis.core.matcher import HungarianMatcher, soft_iou
+from rsis.core.model import RSISOutput
 
 
 class RSISCriterion(nn.Module):
@@ -36,7 +36,7 @@ class RSISCriterion(nn.Module):
 
     def forward(self, outputs: RSISOutput, targets: list[dict],
                 matches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
-        """``matches``: an assignment made elsewhere (rsis.matcher.StepMatcher); default: Hungarian."""
+        """``matches``: an assignment made elsewhere (rsis.core.matcher.StepMatcher); default: Hungarian."""
         if matches is None:
             matches = self.matcher(outputs.mask_logits, targets)
         steps = outputs.mask_logits.shape[1]

@@ -1,6 +1,6 @@
 import pytest
 
-from rsis.io import atomic_directory, atomic_path, read_json, write_json
+from rsis.files import atomic_directory, atomic_path, read_json, write_json
 
 
 def test_failed_write_keeps_previous_file(tmp_path):

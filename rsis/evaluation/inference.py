@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rsis.config import EvaluateConfig
-from rsis.datasets.coco_format import encode_mask
-from rsis.model import RSIS, RSISOutput
+from rsis.core.model import RSIS, RSISOutput
+from rsis.datasets.format import encode_mask
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from rsis.datasets.cityscapes import LABEL_IDS
-from rsis.inference import PredictedInstance
+from rsis.evaluation.inference import PredictedInstance
 
 
 class _NumpyWithIn1d:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from rsis.io import atomic_directory
+from rsis.files import atomic_directory
 
 CHUNK = 1 << 20
 SOURCE_STAMP = ".source"

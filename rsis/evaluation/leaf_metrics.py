@@ -8,7 +8,12 @@ code is MATLAB): per image, on instance label maps (0 = background, k = instance
 * DiC = #labels(pred) - #labels(gt); |DiC| its absolute value, lower is better
 * FBD (foreground-background Dice) = Dice(pred > 0, gt > 0)
 
-Reported as mean and standard deviation over images, as the challenge does.
+Reported as mean and standard deviation over images, as the challenge does; the standard
+deviation divides by N - 1, as the official kit's MATLAB ``std`` does. Differences from the kit,
+which take effect only on unusual maps: the kit takes each map's lowest value as background (here
+0 is; CVPPP's ground truth and our maps both use 0); it scores a constant map SBD 0 and foreground
+Dice 0/0, where an empty prediction of an empty plant scores 1 here; and its summary prints percent
+where these are fractions.
 """
 
 from __future__ import annotations
@@ -66,10 +71,10 @@ def image_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def summarize(per_image: Sequence[dict[str, float]]) -> dict[str, float]:
-    """{metric}_mean and {metric}_std over images."""
+    """{metric}_mean and {metric}_std (sample standard deviation, N - 1) over images."""
     out = {}
     for key in ("SBD", "DiC", "absDiC", "FBD"):
         values = np.array([s[key] for s in per_image], dtype=float)
         out[f"{key}_mean"] = float(values.mean()) if len(values) else 0.0
-        out[f"{key}_std"] = float(values.std()) if len(values) else 0.0
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0  # N - 1, as the kit
     return out

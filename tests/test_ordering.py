@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from rsis.sorting import ObjectGeometry, sequence_tau, sorting_summary, strategy_key
+from rsis.analysis.ordering import ObjectGeometry, sequence_tau, sorting_summary, strategy_key
 
 
 def _objects(rng, n):

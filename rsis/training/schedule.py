@@ -4,7 +4,7 @@ The paper switches its loss terms on in stages (mask only, then the class loss, 
 loss), starts fine-tuning the encoder at some point, and (for long sequences) unrolls only a few
 decoder steps at first, adding more each time the validation loss stops improving. All of it is
 the state below, advanced once per epoch by :func:`advance` from the epoch's validation loss.
-Nothing here touches a model: :mod:`rsis.training` reads the state to pick loss weights, the
+Nothing here touches a model: :mod:`rsis.training.fit` reads the state to pick loss weights, the
 number of unrolled steps, the learning rates and whether the encoder trains.
 
 A *plateau* is ``patience`` epochs in a row without a validation loss below the best so far

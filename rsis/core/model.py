@@ -97,19 +97,9 @@ class ScaledResNet(torchvision.models.ResNet):
 class ResNetEncoder(nn.Module):
     """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
 
-    def __init__(self, name: str, pretrained: str = "none", output_stride: int = 32, width: int = 64) -> None:
+    def __init__(self, name: str, output_stride: int = 32, width: int = 64) -> None:
         super().__init__()
         net = getattr(torchvision.models, name)(weights=None) if width == 64 else ScaledResNet(name, width)
-        state = pretrained_state_dict(name, pretrained)
-        if state is not None:
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the classifier is dropped
-            expected = {k: v.shape for k, v in net.state_dict().items() if not k.startswith("fc.")}
-            found = {k: v.shape for k, v in state.items()}
-            if found != expected:
-                wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
-                raise ValueError(f"model.pretrained = {pretrained}: not a {name} state_dict "
-                                 f"({len(wrong)} missing, unexpected or mis-shaped tensors, e.g. {wrong[:3]})")
-            net.load_state_dict(state, strict=False)
         # output stride 16: layer4 without its stride; 8: layer3 too (same weights, so pretrained files still load)
         for layer in [net.layer4, net.layer3][:{32: 0, 16: 1, 8: 2}[output_stride]]:
             block = layer[0]
@@ -179,7 +169,7 @@ class ConvLSTMCell(nn.Module):
 
 # Called after every decoder step with (step t, that step's mask logits [B, H, W], the model's own
 # canvas after the step [B, 1, H, W]); returns the canvas the next step sees. Training passes a
-# rsis.matcher.StepMatcher here (per-step assignment and teacher forcing); inference passes none.
+# rsis.core.matcher.StepMatcher here (per-step assignment and teacher forcing); inference passes none.
 Feedback = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -204,10 +194,39 @@ def gated_logits(logits: torch.Tensor, canvas: torch.Tensor, eps: float = 1e-6) 
 
 
 def initial_model(cfg: ModelConfig, num_classes: int, seed: int) -> RSIS:
-    """The network training starts from: weights drawn right after ``torch.manual_seed(seed)``
-    (encoder from ``cfg.pretrained`` when set). The analyze stage rebuilds it as "before training"."""
+    """The network training starts from: weights drawn right after ``torch.manual_seed(seed)``,
+    then the encoder from ``cfg.pretrained`` when set. The analyze stage rebuilds it as "before training"."""
     torch.manual_seed(seed)
-    return RSIS(cfg, num_classes)
+    return load_pretrained(RSIS(cfg, num_classes), cfg.pretrained)
+
+
+# torchvision's ResNet names -> ResNetEncoder's (the stem is one Sequential; fc is dropped)
+_TORCHVISION_NAMES = {"conv1.": "stem.0.", "bn1.": "stem.1."}
+
+
+def load_pretrained(model: RSIS, pretrained: str) -> RSIS:
+    """Copy the ResNet weights ``model.pretrained`` names (none | imagenet | a state_dict path) into
+    the encoder, in place, and return the model. Constructing RSIS never reads a file: evaluation
+    rebuilds a trained network from its checkpoint's config without looking for these weights."""
+    state = pretrained_state_dict(model.backbone, pretrained)
+    if state is None:
+        return model
+
+    def rename(key: str) -> str:
+        for old, new in _TORCHVISION_NAMES.items():
+            if key.startswith(old):
+                return new + key[len(old):]
+        return key
+
+    state = {rename(k): v for k, v in state.items() if not k.startswith("fc.")}
+    expected = {k: v.shape for k, v in model.encoder.state_dict().items()}
+    found = {k: v.shape for k, v in state.items()}
+    if found != expected:
+        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        raise ValueError(f"model.pretrained = {pretrained}: not a {model.backbone} state_dict "
+                         f"({len(wrong)} missing, unexpected or mis-shaped tensors, e.g. {wrong[:3]})")
+    model.encoder.load_state_dict(state)
+    return model
 
 
 class RSIS(nn.Module):
@@ -218,7 +237,8 @@ class RSIS(nn.Module):
         self.input_size = cfg.input_size  # (height, width) the data pipeline resizes images to
         self.skip_mode = cfg.skip_mode
         self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.pretrained, cfg.output_stride, cfg.encoder_width)
+        self.backbone = cfg.backbone
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.encoder_width)  # random: see load_pretrained
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(

@@ -69,6 +69,17 @@ def broadcast_from_main(info: DistInfo, value: Any) -> Any:
     return box[0]
 
 
+def mean_over_processes(info: DistInfo, values: dict[str, float], count: int) -> dict[str, float]:
+    """Each key's mean over every process's ``count`` samples (``values`` are this process's means):
+    under DDP the logged training loss is the whole batch's, not rank 0's share."""
+    if not info.enabled:
+        return values
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    totals = torch.tensor([values[k] * count for k in values] + [count], dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    return {k: float(totals[i] / totals[-1]) for i, k in enumerate(values)}
+
+
 def relaunch_with_torchrun(script: str, nproc_per_node: int) -> int:
     """Run ``script`` again under ``torchrun --standalone``; return its exit status."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}", script]

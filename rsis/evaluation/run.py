@@ -14,33 +14,20 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 
-from rsis import cityscapes_eval
-from rsis.checkpoint import load_checkpoint
-from rsis.coco_eval import evaluate_segm, evaluate_with_classes, load_ground_truth, proposal_recall
 from rsis.config import EvaluateConfig, ModelConfig, PathsConfig, from_dict
+from rsis.core.checkpoint import BEST, load_model
+from rsis.core.model import RSIS
 from rsis.datasets import cityscapes
-from rsis.datasets.coco_format import CHALLENGE, annotation_file
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.inference import PredictedInstance, predict, to_coco_detections
-from rsis.io import atomic_directory, write_json
-from rsis.leaf_metrics import image_scores, label_map, summarize
-from rsis.model import RSIS
+from rsis.datasets.format import CHALLENGE, annotation_file
+from rsis.evaluation import cityscapes as cityscapes_eval
+from rsis.evaluation.coco import evaluate_segm, evaluate_with_classes, load_ground_truth, proposal_recall
+from rsis.evaluation.inference import PredictedInstance, predict, to_coco_detections
+from rsis.evaluation.leaf_metrics import image_scores, label_map, summarize
+from rsis.files import atomic_directory, write_json
 from rsis.runtime import select_device
 
-CHECKPOINT = "best.pt"
-LEAF_CATEGORIES = ["leaf"]  # CVPPP and its synthetic stand-in: the leaf metrics apply
-
-
-def load_model(checkpoint_path: str | Path, device: torch.device) -> tuple[RSIS, dict[str, Any]]:
-    """Rebuild the model from the config stored in a checkpoint."""
-    state = load_checkpoint(checkpoint_path, map_location=device)
-    # the checkpoint holds the trained weights: do not look for the initial pretrained ones again
-    model_cfg = dataclasses.replace(from_dict(ModelConfig, state["model_config"], "checkpoint.model_config"),
-                                    pretrained="none")
-    model = RSIS(model_cfg, state["num_classes"]).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, state
+LEAF_DATASETS = ("cvppp", "leaves")  # data.dataset values the CVPPP leaf metrics apply to
 
 
 def predictions_document(dataset: InstanceDataset, sequences: list[list[PredictedInstance]]) -> dict[str, Any]:
@@ -53,10 +40,11 @@ def predictions_document(dataset: InstanceDataset, sequences: list[list[Predicte
     }
 
 
-def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", device: str = "auto",
-             checkpoint: str = CHECKPOINT) -> dict[str, Any]:
+def evaluate(paths: PathsConfig, cfg: EvaluateConfig, dataset_name: str, split: str = "test", device: str = "auto",
+             checkpoint: str = BEST) -> dict[str, Any]:
     """Predict ``split`` with ``<paths.models>/<checkpoint>``, write paths.predictions, return COCO
-    segm metrics and counts."""
+    segm metrics and counts; ``dataset_name`` (``data.dataset``) adds the official Cityscapes
+    evaluation (cityscapes) or the CVPPP leaf metrics (cvppp, leaves)."""
     device_t = select_device(device)
     model, state = load_model(Path(paths.models) / checkpoint, device_t)
     dataset = InstanceDataset(paths.data, split, model.input_size)
@@ -75,7 +63,7 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
             loader = DataLoader(challenge, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
             write_instance_maps(out / f"{CHALLENGE}_maps", challenge,
                                 predict(model, loader, device_t, cfg, desc=f"predict {CHALLENGE}"))
-        if [c["name"] for c in dataset.categories] == list(cityscapes.CLASSES) and split == "test":
+        if dataset_name == "cityscapes" and split == "test":
             names = [Path(info["file_name"]).stem for info in dataset.images]
             gt_files = [cityscapes.gt_file(Path(paths.raw), "val", name) for name in names]
             missing = [g for g in gt_files if not g.is_file()]
@@ -83,7 +71,7 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, split: str = "test", devic
                 raise FileNotFoundError(f"official Cityscapes evaluation: {missing[0]} not found "
                                         f"({len(missing)} of {len(gt_files)} ground-truth files missing under {paths.raw})")
             extra["cityscapes"] = cityscapes_eval.evaluate(gt_files, sequences, names, out / "cityscapes")
-    if [c["name"] for c in dataset.categories] == LEAF_CATEGORIES:
+    if dataset_name in LEAF_DATASETS:
         extra["cvppp"] = leaf_scores(ground_truth, dataset, maps)
     metrics = {**score(ground_truth, sequences, dataset), **extra, "checkpoint_epoch": state["epoch"]}
     beyond = beyond_reach(dataset, model.max_steps)

@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from rsis.datasets.record import InstanceRecord
-from rsis.io import write_json
+from rsis.files import write_json
 
 CHALLENGE = "challenge"  # a split of unlabelled test images (CVPPP): predicted and written for submission only
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from rsis.matcher import soft_iou
+from rsis.core.matcher import soft_iou
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,18 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from rsis import distributed, schedule
-from rsis.checkpoint import load_checkpoint, save_checkpoint
 from rsis.config import ModelConfig, PathsConfig, TrainConfig, to_dict
-from rsis.criterion import RSISCriterion
-from rsis.datasets.coco_format import annotation_file
+from rsis.core.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from rsis.core.criterion import RSISCriterion
+from rsis.core.model import RSIS, initial_model
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.engine import SlowdownMonitor, train_one_epoch, validation_loss
-from rsis.io import atomic_path
-from rsis.model import RSIS, initial_model
+from rsis.datasets.format import annotation_file
+from rsis.files import atomic_path
 from rsis.runtime import git_revision, seed_everything, select_device
+from rsis.training import distributed, schedule
+from rsis.training.engine import SlowdownMonitor, train_one_epoch, validation_loss
 
 HISTORY_FILE = "train_history.csv"  # = PathsConfig.history
-LAST, BEST = "last.pt", "best.pt"
 
 
 @dataclass(frozen=True)
@@ -182,6 +181,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
                                 amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main,
                                 matching=cfg.matching, forcing=teacher_forcing(epoch, cfg.teacher_forcing_epochs),
                                 grad_clip=cfg.grad_clip, monitor=monitor)
+        train = distributed.mean_over_processes(dist, train, len(sampler))  # the whole batch's loss under DDP
         val = None
         if dist.is_main:
             val = validation_loss(net, criterion, val_loader, device, weights, steps=state.steps, amp=cfg.amp,

@@ -8,14 +8,15 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rsis.criterion import RSISCriterion, weighted_total
-from rsis.matcher import StepMatcher
+from rsis.core.criterion import RSISCriterion, weighted_total
+from rsis.core.matcher import StepMatcher
 
 
 def steps_for(targets: list[dict], max_steps: int) -> int:
@@ -42,17 +43,54 @@ def prepare_images(images: torch.Tensor, device: torch.device, channels_last: bo
 
 
 def forward_with_loss(model: nn.Module, criterion: RSISCriterion, images: torch.Tensor, targets: list[dict],
-                      steps: int | None, matching: str = "hungarian", forcing: float = 0.0, amp: bool = False
-                      ) -> dict[str, torch.Tensor]:
+                      steps: int | None, matching: str = "hungarian", forcing: float = 0.0, amp: bool = False,
+                      mark: Callable[[str], None] | None = None) -> dict[str, torch.Tensor]:
     """Unroll and compute the unweighted loss terms. ``matching`` hungarian: one assignment after the
     unroll; greedy | fixed: a StepMatcher assigns during the unroll, and each image is teacher-forced
-    (its canvas built from the matched ground truth) with probability ``forcing``."""
+    (its canvas built from the matched ground truth) with probability ``forcing``. ``mark("forward")``
+    is called between the unroll and the losses (the benchmark times the phases with it)."""
     matcher = None
     if matching != "hungarian":
         matcher = StepMatcher(targets, matching, torch.rand(images.shape[0]) < forcing)
     with autocast(images.device, amp):
         outputs = model(images, steps=steps, feedback=matcher)
+    if mark is not None:
+        mark("forward")
     return criterion(outputs.float(), targets, matches=None if matcher is None else matcher.matches())
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training step's loss is NaN or infinite (raised before the update)."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        super().__init__(f"non-finite training loss: {values}")
+        self.values = values
+
+
+def training_step(model: nn.Module, criterion: RSISCriterion, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                  targets: list[dict], weights: dict[str, float], steps: int, matching: str = "hungarian",
+                  forcing: float = 0.0, amp: bool = False, grad_clip: float = 0.0,
+                  mark: Callable[[str], None] | None = None) -> tuple[dict[str, float], float]:
+    """One update: unroll ``steps`` decoder steps, the weighted loss, backward, clipping, Adam. Returns
+    the unweighted terms and the weighted total as floats. A non-finite loss raises before the update,
+    so the weights stay as they were. ``mark(phase)`` is called after "forward", "losses" and
+    "backward_and_adam" (bench/compare.py times this very step with it)."""
+    losses = forward_with_loss(model, criterion, images, targets, steps, matching, forcing, amp, mark)
+    total = weighted_total(losses, weights)
+    values = {k: float(v.detach()) for k, v in losses.items()}  # one host sync per batch, for logging
+    total_value = float(total.detach())
+    if mark is not None:
+        mark("losses")
+    if not math.isfinite(total_value):
+        raise NonFiniteLoss(values)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if mark is not None:
+        mark("backward_and_adam")
+    return values, total_value
 
 
 class SlowdownMonitor:
@@ -98,18 +136,12 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
     for index, (images, targets) in enumerate(progress):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
         p = forcing[0] + (forcing[1] - forcing[0]) * index / max(len(loader), 1)
-        losses = forward_with_loss(model, criterion, images, targets, steps_for(targets, steps), matching, p, amp)
-        total = weighted_total(losses, weights)
-        values = {k: float(v.detach()) for k, v in losses.items()}  # one host sync per batch, for logging
-        total_value = float(total.detach())
-        if not math.isfinite(total_value):
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {values}; training stopped before "
-                                     f"this step, the checkpoints are from the last good epoch")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        try:
+            values, total_value = training_step(model, criterion, optimizer, images, targets, weights,
+                                                steps_for(targets, steps), matching, p, amp, grad_clip)
+        except NonFiniteLoss as exc:
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {exc.values}; training stopped "
+                                     f"before this step, the checkpoints are from the last good epoch") from None
         n = images.shape[0]
         seen += n
         for k, v in values.items():

@@ -4,7 +4,7 @@ The paper orders objects "by their activation" in each encoder block without say
 object's activation is pooled. Ours: for block f_b (f0 deepest .. f4 shallowest), the activation
 map is the mean over channels of f_b, upsampled bilinearly to the image's original size; an
 object's activation is the mean of that map over the object's predicted mask. Tau is Kendall's
-tau between the predicted order and the order of decreasing activation (``sorting.descending_tau``):
+tau between the predicted order and the order of decreasing activation (``ordering.descending_tau``):
 tau = 1 means the model emits the most active object first.
 
 "Before" is the network training started from (``model.initial_model`` with the checkpoint's
@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from rsis.analysis.ordering import descending_tau
+from rsis.core.model import RSIS
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.model import RSIS
-from rsis.sorting import descending_tau
 
 BLOCKS = ("f0", "f1", "f2", "f3", "f4")
 MODELS = ("before", "after")
