@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv repro test test-fast bench gpu-check ui clean
+.PHONY: venv repro test test-fast bench time-to-accuracy gpu-check ui clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	python bench/bench.py
+
+time-to-accuracy: $(STAMP)   # RSIS vs Mask R-CNN, same data and CPU budget (~30 min): bench/TIME_TO_ACCURACY_*.md
+	python bench/time_to_accuracy.py
+	python bench/time_to_accuracy.py --dataset leaves
 
 gpu-check: $(STAMP)   # on a machine with a GPU: bench/gpu_check.py (one line and exit 0 without one)
 	$(VENV)/bin/python bench/gpu_check.py
