@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pycocotools.coco import COCO
 
 from rsis.datasets.images import read_rgb

@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 
-from rsis.config import EvaluateConfig, ModelConfig, PathsConfig, from_dict
+from rsis.config import EvaluateConfig, PathsConfig
 from rsis.core.checkpoint import BEST, load_model
-from rsis.core.model import RSIS
 from rsis.datasets import cityscapes
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.datasets.format import CHALLENGE, annotation_file
