@@ -37,9 +37,16 @@ from rsis.training.engine import train_one_epoch  # noqa: E402
 from rsis.training.fit import build_optimizer, teacher_forcing  # noqa: E402
 
 
+# the default before model.layer4_width: torchvision's last stage (512 planes, 20-27% of a step at 4x4)
+LAYER4_BEFORE = "default@model.layer4_width=null"
+
+
 def measure(variant: str, threads: int, fused: bool, data: Path, batches: int) -> dict:
+    """One row; ``variant`` is an ablation variant name, optionally with params after '@' (comma-separated
+    section.key=value items, e.g. ``default@model.layer4_width=null``)."""
     torch.set_num_threads(threads)
-    params = variant_params(variant, [])
+    name, _, sets = variant.partition("@")
+    params = variant_params(name, [s for s in sets.split(",") if s])
     model_cfg, cfg = params["model"], params["train"]
     dataset = InstanceDataset(data, "train", model_cfg.input_size, cfg.max_objects)
     n = cfg.batch_size * (batches + 1)
@@ -86,6 +93,7 @@ def main() -> None:
         runs = [(variant, threads, fused, native) for variant in ("default", "paper") for threads in (1, 2)
                 for fused in (False, True)]
         runs += [("default", threads, True, {**native, **PINNED_ISA}) for threads in (1, 2)]
+        runs += [(LAYER4_BEFORE, threads, True, {**native, **PINNED_ISA}) for threads in (1, 2)]
         for variant, threads, fused, env in runs:
             out = subprocess.run([sys.executable, __file__, "--batches", str(args.batches), "--row", variant,
                                   str(threads), str(int(fused)), tmp], check=True, capture_output=True, text=True,
@@ -93,6 +101,8 @@ def main() -> None:
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             if env is not native:
                 rows[-1]["note"] = "train.reproducible (the default): AVX2 kernels"
+            if variant == LAYER4_BEFORE:
+                rows[-1]["note"] = "before: ResNet layer4 at 512 planes (model.layer4_width null), AVX2 kernels"
             print(json.dumps(rows[-1]), flush=True)
     args.out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     from bench import render  # bench/bench.py: RESULTS.md from every bench JSON

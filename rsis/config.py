@@ -188,6 +188,7 @@ class ModelConfig:
     skip_mode: Literal["concat", "sum", "mul", "none"]
     image_size: int | tuple[int, ...]  # network input: side, or [height, width]
     encoder_width: int = 64  # channels of ResNet stage 1 (stages 2-4 double it); 64 = torchvision's ResNet
+    layer4_width: int | None = None  # planes of the last ResNet stage; None = 8 x encoder_width (torchvision's)
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
     output_stride: Literal[32, 16, 8] = 32  # 16: the last ResNet stage keeps its input resolution; 8: the last two
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
@@ -204,6 +205,11 @@ class ModelConfig:
         if self.encoder_width != 64 and self.pretrained != "none":
             raise ConfigError(f"model.encoder_width = {self.encoder_width}: pretrained ResNet weights exist only for "
                               f"width 64 (set model.pretrained to none or encoder_width to 64)")
+        if self.layer4_width is not None:
+            _check_positive(self, "layer4_width")
+            if self.pretrained != "none":
+                raise ConfigError(f"model.layer4_width = {self.layer4_width}: pretrained ResNet weights exist only for "
+                                  f"the ResNet's own last stage (set model.pretrained to none or layer4_width to null)")
         if self.hidden_dim % 16:
             raise ConfigError(f"model.hidden_dim must be a multiple of 16 (widths D..D/16), got {self.hidden_dim}")
         sides = (self.image_size,) if isinstance(self.image_size, int) else self.image_size

@@ -266,6 +266,26 @@ def test_encoder_width_scales_every_stage_and_refuses_pretrained_weights():
         dataclasses.replace(PAPER, encoder_width=32, pretrained="imagenet")
 
 
+def test_layer4_width_narrows_only_the_last_stage_and_refuses_pretrained_weights():
+    paper = RSIS(PAPER, 2).encoder
+    narrow = RSIS(dataclasses.replace(PAPER, layer4_width=128), 2).encoder
+    assert narrow.channels == (128, 256, 128, 64, 64)
+    assert [f.shape[1] for f in narrow(torch.randn(1, 3, 64, 64))] == list(narrow.channels)
+    # stages 1-3 and the stem are torchvision's, tensor for tensor; only layer4 is narrower
+    shapes = {k: v.shape for k, v in paper.state_dict().items()}
+    for key, value in narrow.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        assert (value.shape == shapes[key]) == (not key.startswith("layer4.")), key
+    assert narrow.layer4[0].conv1.weight.shape == (128, 256, 3, 3)
+    with_both = RSIS(dataclasses.replace(PAPER, encoder_width=16, layer4_width=32), 2).encoder
+    assert with_both.channels == (32, 64, 32, 16, 64)
+    with pytest.raises(ConfigError, match="layer4_width"):
+        dataclasses.replace(PAPER, layer4_width=256, pretrained="imagenet")
+    with pytest.raises(ConfigError, match="layer4_width"):
+        dataclasses.replace(PAPER, layer4_width=0)
+
+
 def test_output_stride_8_unstrides_the_last_two_stages_and_keeps_the_weights():
     paper, os8 = RSIS(PAPER, 2).encoder, RSIS(dataclasses.replace(PAPER, output_stride=8), 2).encoder
     sides = [f.shape[-1] for f in os8(torch.randn(1, 3, 64, 64))]

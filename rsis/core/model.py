@@ -82,24 +82,30 @@ RESNET_LAYOUTS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBloc
 
 class ScaledResNet(torchvision.models.ResNet):
     """torchvision's ResNet with the width of every stage scaled by ``width / 64`` (the stem keeps
-    its 64 channels). ``width = 64`` is torchvision's network."""
+    its 64 channels), and optionally the last stage's width set on its own (``layer4_width``
+    planes instead of 8 x width). ``width = 64`` and no ``layer4_width`` is torchvision's network."""
 
-    def __init__(self, name: str, width: int) -> None:
-        self.width_scale = width / 64
+    def __init__(self, name: str, width: int, layer4_width: int | None = None) -> None:
+        self.width_scale, self.layer4_width = width / 64, layer4_width
         block, layers = RESNET_LAYOUTS[name]
         super().__init__(block, layers)
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1,
                     dilate: bool = False) -> nn.Sequential:
+        if planes == 512 and self.layer4_width is not None:  # torchvision builds layer4 with 512 planes
+            return super()._make_layer(block, self.layer4_width, blocks, stride, dilate)
         return super()._make_layer(block, int(planes * self.width_scale), blocks, stride, dilate)
 
 
 class ResNetEncoder(nn.Module):
     """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
 
-    def __init__(self, name: str, output_stride: int = 32, width: int = 64) -> None:
+    def __init__(self, name: str, output_stride: int = 32, width: int = 64, layer4_width: int | None = None) -> None:
         super().__init__()
-        net = getattr(torchvision.models, name)(weights=None) if width == 64 else ScaledResNet(name, width)
+        if width == 64 and layer4_width is None:
+            net = getattr(torchvision.models, name)(weights=None)
+        else:
+            net = ScaledResNet(name, width, layer4_width)
         # output stride 16: layer4 without its stride; 8: layer3 too (same weights, so pretrained files still load)
         for layer in [net.layer4, net.layer3][:{32: 0, 16: 1, 8: 2}[output_stride]]:
             block = layer[0]
@@ -110,7 +116,8 @@ class ResNetEncoder(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         expansion = 4 if name in ("resnet50", "resnet101") else 1
         # channels of f0..f4
-        self.channels = tuple(int(c * width / 64) * expansion for c in (512, 256, 128, 64)) + (64,)
+        stages = (8 * width if layer4_width is None else layer4_width, 4 * width, 2 * width, width)
+        self.channels = tuple(int(c) * expansion for c in stages) + (64,)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         f4 = self.stem(x)  # [B, 64, H/2, W/2]
@@ -238,7 +245,7 @@ class RSIS(nn.Module):
         self.skip_mode = cfg.skip_mode
         self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
         self.backbone = cfg.backbone
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.encoder_width)  # random: see load_pretrained
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.encoder_width, cfg.layer4_width)  # random: see load_pretrained
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(
