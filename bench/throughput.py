@@ -87,7 +87,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_cfg = variant_params("default", [])["data"]
         import dataclasses
-        small = dataclasses.replace(data_cfg.shapes, train=8 * (args.batches + 1), val=1, test=1)
+        largest = max(variant_params(v, [])["train"].batch_size for v in ("default", "paper"))
+        small = dataclasses.replace(data_cfg.shapes, train=largest * (args.batches + 1), val=1, test=1)
         convert(dataclasses.replace(data_cfg, shapes=small), Path(tmp), Path(tmp) / "raw")
         native = {k: v for k, v in os.environ.items() if k not in (*PINNED_ISA, *THREAD_VARIABLES)}
         runs = [(variant, threads, fused, native) for variant in ("default", "paper") for threads in (1, 2)
