@@ -90,6 +90,9 @@ def test_ddp_two_processes_match_one(tmp_path):
     for root in (single, ddp):  # random flips are drawn per process: they would differ between the two
         params = yaml.safe_load((root / "params.yaml").read_text())
         params["train"]["augment"]["enabled"] = False
+        # the rate the tolerance was measured at: at the default's 3e-3 on 2-image BatchNorm batches the
+        # first epochs of this tiny run are chaotic (val loss 36.7 vs 12.5), which says nothing about DDP
+        params["train"].update(lr_encoder=1e-3, lr_decoder=1e-3)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _train(single)
     out = _train(ddp)
