@@ -31,6 +31,7 @@ from rsis.config import SECTIONS, apply_preset, merge, from_dict, read_params
 from rsis.core.checkpoint import LAST
 from rsis.datasets.convert import convert
 from rsis.evaluation.run import evaluate
+from rsis.training import distributed
 from rsis.training.fit import fit
 
 PAPER = {"preset": "paper"}
@@ -93,6 +94,8 @@ def run_variant(name: str, out: Path, split: str, sets: list[str], curve: int) -
     n_train = len(json.loads((out / "data" / "train.json").read_text())["images"])
     updates_per_epoch = n_train // train_cfg.batch_size
     result = fit(paths, cfg["model"], train_cfg, log_epoch=log_epoch)
+    if not distributed.is_main_process():  # train.launcher torchrun: rank 0 evaluates and writes
+        return {}
     scores = evaluate(paths, cfg["evaluate"], cfg["data"].dataset, split=split, device=train_cfg.device)
     last = result.history.iloc[-1]
     row = {"variant": name, "updates": len(result.history) * updates_per_epoch, **_summary(scores),
@@ -142,7 +145,10 @@ def main() -> None:
     while pending or running:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
-            command = [sys.executable, __file__, "--worker", name, "--split", args.split, "--out", str(args.out),
+            train = variant_params(name, sets)["train"]
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        f"--nproc_per_node={train.nproc_per_node}"] if train.launcher == "torchrun" else [sys.executable]
+            command = [*launcher, __file__, "--worker", name, "--split", args.split, "--out", str(args.out),
                        *[a for s in sets for a in ("--set", s)], *(["--curve", str(args.curve)] if args.curve else [])]
             log = open(args.out / f"{name}.log", "w")
             running.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))

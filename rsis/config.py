@@ -308,12 +308,15 @@ class TrainConfig:
     launcher: Literal["none", "torchrun"]  # torchrun: DDP over nproc_per_node processes
     nproc_per_node: int
     resume: bool  # continue from <models>/last.pt when it was written with the same config
+    # step: both rates x0.1 at each of lr_decay_epochs; linear: constant until the first of them (from
+    # the start when there is none), then down to 0 at the last update, in every update (rsis/training/schedule.py)
+    lr_schedule: Literal["step", "linear"] = "step"
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
     matching: Literal["hungarian", "greedy", "fixed", "top-down"] = "hungarian"  # how steps are assigned to targets
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
     head_targets: Literal["matched", "overlap"] = "matched"  # class/box target: matched GT, or the GT the mask overlaps most
-    threads: int = 0  # torch CPU threads, 0 = torch's default (all cores)
+    threads: int = 0  # torch CPU threads of the training (under torchrun shared by its processes), 0 = torch's default
     reproducible: bool = True  # pin the CPU math libraries' ISA (and threads): rsis/reproducible.py
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from rsis.reproducible import PINNED_ISA, cpu_environment
+from rsis.reproducible import PINNED_ISA, cpu_environment, process_threads
 from rsis.training.fit import config_warnings
 
 PROBE = ("import os; from rsis.reproducible import pin_cpu; pin_cpu(); import torch; "
@@ -55,3 +55,13 @@ def test_a_decay_epoch_past_the_end_is_warned_about(tiny_train_cfg):
     assert config_warnings(dataclasses.replace(tiny_train_cfg, epochs=2, lr_decay_epochs=(1,))) == []
     (line,) = config_warnings(dataclasses.replace(tiny_train_cfg, epochs=2, lr_decay_epochs=(5,)))
     assert "train.lr_decay_epochs [5]" in line and "never apply" in line
+
+
+def test_torchrun_processes_share_the_training_threads(monkeypatch):
+    """Two torchrun processes with train.threads = 2 on 2 cores get one thread each, not two
+    (oversubscribed, both ran several times slower)."""
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert process_threads(2) == 2 and process_threads(0) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert [process_threads(n) for n in (0, 1, 2, 5)] == [0, 1, 1, 2]
+    assert cpu_environment({"threads": 2})["OMP_NUM_THREADS"] == "1"

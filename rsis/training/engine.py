@@ -123,12 +123,16 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
                     device: torch.device, weights: dict[str, float], epoch: int, steps: int, amp: bool = False,
                     channels_last: bool = False, show_progress: bool = True, matching: str = "hungarian",
                     forcing: tuple[float, float] = (0.0, 0.0), grad_clip: float = 0.0,
-                    monitor: SlowdownMonitor | None = None) -> dict[str, float]:
+                    monitor: SlowdownMonitor | None = None, lr_scale: tuple[float, float] = (1.0, 1.0)
+                    ) -> dict[str, float]:
     """Train for one epoch unrolling at most ``steps`` decoder steps; returns the image-weighted mean
     of each loss term and the weighted total (this process's share of the data under DDP).
     ``forcing``: teacher-forcing probability at the epoch's start and end (linear in between).
-    ``monitor``: times each step and prints its hint (at most once per epoch) when steps slow down."""
+    ``monitor``: times each step and prints its hint (at most once per epoch) when steps slow down.
+    ``lr_scale``: factor on the optimiser's rates before the first and after the last update (linear in
+    between; the rates are restored at the end)."""
     model.train()
+    base_rates = [group["lr"] for group in optimizer.param_groups]
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=not show_progress)
@@ -136,6 +140,10 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
     for index, (images, targets) in enumerate(progress):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
         p = forcing[0] + (forcing[1] - forcing[0]) * index / max(len(loader), 1)
+        if lr_scale != (1.0, 1.0):
+            scale = lr_scale[0] + (lr_scale[1] - lr_scale[0]) * index / max(len(loader), 1)
+            for group, rate in zip(optimizer.param_groups, base_rates):
+                group["lr"] = rate * scale
         try:
             values, total_value = training_step(model, criterion, optimizer, images, targets, weights,
                                                 steps_for(targets, steps), matching, p, amp, grad_clip)
@@ -154,6 +162,8 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
         if hint and not hinted:
             tqdm.write(f"warning: {hint}", file=sys.stderr)
             hinted = True
+    for group, rate in zip(optimizer.param_groups, base_rates):
+        group["lr"] = rate
     return {k: v / seen for k, v in sums.items()}
 
 

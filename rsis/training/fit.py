@@ -34,6 +34,7 @@ from rsis.core.model import RSIS, initial_model
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.datasets.format import annotation_file
 from rsis.files import atomic_path
+from rsis.reproducible import process_threads
 from rsis.runtime import git_revision, seed_everything, select_device
 from rsis.training import distributed, schedule
 from rsis.training.engine import SlowdownMonitor, train_one_epoch, validation_loss
@@ -115,7 +116,7 @@ def fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
     for line in config_warnings(cfg):
         print(f"warning: {line}", file=sys.stderr)
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(process_threads(cfg.threads))
     device = select_device(cfg.device)
     dist = distributed.setup(device.type)
     if dist.enabled and device.type == "cuda":
@@ -173,14 +174,16 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         epoch_start = time.perf_counter()
         weights = schedule.loss_weights(state, base_weights)
         lr_encoder, lr_decoder = schedule.learning_rates(epoch, cfg.lr_encoder, cfg.lr_decoder, cfg.lr_decay_epochs,
-                                                         state.encoder_on)
+                                                         state.encoder_on, cfg.lr_schedule)
         optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = lr_encoder, lr_decoder
+        scales = schedule.lr_scale(epoch, cfg.epochs, cfg.lr_decay_epochs, cfg.lr_schedule)  # within the epoch
         sampler.set_epoch(epoch)  # the shuffle of epoch e depends on (seed, e) only
         torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + dist.rank)  # augmentation randomness likewise
         train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch, state.steps,
                                 amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main,
                                 matching=cfg.matching, forcing=teacher_forcing(epoch, cfg.teacher_forcing_epochs),
-                                grad_clip=cfg.grad_clip, monitor=monitor)
+                                grad_clip=cfg.grad_clip, monitor=monitor,
+                                lr_scale=scales)
         train = distributed.mean_over_processes(dist, train, len(sampler))  # the whole batch's loss under DDP
         val = None
         if dist.is_main:
@@ -192,7 +195,8 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
                                      f"{models_dir} are from the last good epoch (lower the learning rates)")
 
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
-               **{f"val_{k}": v for k, v in val.items()}, "lr_encoder": lr_encoder, "lr_decoder": lr_decoder,
+               **{f"val_{k}": v for k, v in val.items()},
+               "lr_encoder": lr_encoder * scales[0], "lr_decoder": lr_decoder * scales[0],  # at the epoch's first update
                "steps": state.steps, "class_on": int(state.class_on), "stop_on": int(state.stop_on),
                "encoder_on": int(state.encoder_on), "epoch_seconds": time.perf_counter() - epoch_start}
         rows.append(row)
