@@ -188,8 +188,8 @@ class ModelConfig:
     skip_mode: Literal["concat", "sum", "mul", "none"]
     image_size: int | tuple[int, ...]  # network input: side, or [height, width]
     encoder_width: int = 64  # channels of ResNet stage 1 (stages 2-4 double it); 64 = torchvision's ResNet
-    layer4_width: int | None = None  # planes of the last ResNet stage; None = 8 x encoder_width (torchvision's)
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
+    layer4_width: int | None = None  # planes of the last ResNet stage; None = 8 x encoder_width (torchvision's)
     output_stride: Literal[32, 16, 8] = 32  # 16: the last ResNet stage keeps its input resolution; 8: the last two
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
     canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input

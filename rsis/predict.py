@@ -24,9 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torchvision import tv_tensors
 from tqdm import tqdm
 
@@ -38,7 +36,7 @@ from rsis.datasets.format import encode_mask
 from rsis.datasets.images import HIGH_BIT_DEPTH_RULES, read_rgb
 from rsis.datasets.record import DataError
 from rsis.evaluation.inference import PredictedInstance, postprocess
-from rsis.evaluation.leaf_metrics import label_map
+from rsis.evaluation.leaf_metrics import label_map, save_label_map
 from rsis.files import write_json
 from rsis.runtime import select_device
 
@@ -99,7 +97,7 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir
         stem = _unique(path.stem, stems)
         write_json(out / f"{stem}.json", detections(sequence, categories, str(path)))
         labels = label_map([inst.mask for inst in sequence], image.shape[:2])
-        Image.fromarray(labels.astype(np.uint8) if labels.max() < 256 else labels).save(out / f"{stem}_label.png")
+        save_label_map(labels, out / f"{stem}_label.png")
         draw_prediction(image, [inst.mask for inst in sequence], [categories[inst.label - 1] for inst in sequence],
                         out / f"{stem}_overlay.png", title=path.name)
         counts["images"] += 1

@@ -86,13 +86,14 @@ class ScaledResNet(torchvision.models.ResNet):
     planes instead of 8 x width). ``width = 64`` and no ``layer4_width`` is torchvision's network."""
 
     def __init__(self, name: str, width: int, layer4_width: int | None = None) -> None:
-        self.width_scale, self.layer4_width = width / 64, layer4_width
+        self.width_scale, self.layer4_width, self.stages_built = width / 64, layer4_width, 0
         block, layers = RESNET_LAYOUTS[name]
         super().__init__(block, layers)
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1,
                     dilate: bool = False) -> nn.Sequential:
-        if planes == 512 and self.layer4_width is not None:  # torchvision builds layer4 with 512 planes
+        self.stages_built += 1  # torchvision builds layer1..layer4 in order
+        if self.stages_built == 4 and self.layer4_width is not None:
             return super()._make_layer(block, self.layer4_width, blocks, stride, dilate)
         return super()._make_layer(block, int(planes * self.width_scale), blocks, stride, dilate)
 
@@ -114,10 +115,9 @@ class ResNetEncoder(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)  # stride 2
         self.pool = net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        expansion = 4 if name in ("resnet50", "resnet101") else 1
-        # channels of f0..f4
-        stages = (8 * width if layer4_width is None else layer4_width, 4 * width, 2 * width, width)
-        self.channels = tuple(int(c) * expansion for c in stages) + (64,)
+        # channels of f0..f4: what each stage's last BatchNorm normalises
+        self.channels = tuple([m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
+                              for stage in (self.layer4, self.layer3, self.layer2, self.layer1, self.stem))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         f4 = self.stem(x)  # [B, 64, H/2, W/2]

@@ -92,12 +92,17 @@ def convert(cfg: DataConfig, out_dir: str | Path, raw: str | Path = "data/raw",
             print(f"{kind} ({split}): {item['path']}: {item['reason']}", file=sys.stderr)
     for split, split_counts in stats.items():
         for key, limit in (limits or {}).items():
-            over = split_counts[f"over_{key.replace('.', '_')}"]
+            over = split_counts[over_key(key)]
             if over:
                 print(f"warning ({split}): {over} of {split_counts['images']} images hold more than {key} = {limit} "
                       f"instances (up to {split_counts['max_instances']}): the extra ones are never "
                       f"{'trained on' if key == 'train.max_objects' else 'reachable'}", file=sys.stderr)
     return stats
+
+
+def over_key(limit: str) -> str:
+    """The convert metric counting a split's images over ``limit`` (a params key): over_train_max_objects."""
+    return f"over_{limit.replace('.', '_')}"
 
 
 def split_stats(counts: dict[str, Any], items: list[dict[str, Any]], limits: dict[str, int]) -> dict[str, Any]:
@@ -110,5 +115,5 @@ def split_stats(counts: dict[str, Any], items: list[dict[str, Any]], limits: dic
     out["max_instances"] = int(per_image.max(initial=0))
     out["instances_histogram"] = np.bincount(per_image).tolist()
     for key, limit in limits.items():
-        out[f"over_{key.replace('.', '_')}"] = int((per_image > limit).sum())
+        out[over_key(key)] = int((per_image > limit).sum())
     return out

@@ -19,8 +19,10 @@ where these are fractions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 
 def label_map(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -36,6 +38,11 @@ def label_map(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray
             label += 1
             out[visible] = label
     return out
+
+
+def save_label_map(labels: np.ndarray, path: str | Path) -> None:
+    """A label map as the CVPPP submission format wants it: an 8-bit PNG, 16-bit past 255 labels."""
+    Image.fromarray(labels.astype(np.uint8) if labels.max() < 256 else labels).save(path)
 
 
 def _dice_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 
@@ -21,7 +20,7 @@ from rsis.datasets.format import CHALLENGE, annotation_file
 from rsis.evaluation import cityscapes as cityscapes_eval
 from rsis.evaluation.coco import evaluate_segm, evaluate_with_classes, load_ground_truth, proposal_recall
 from rsis.evaluation.inference import PredictedInstance, predict, to_coco_detections
-from rsis.evaluation.leaf_metrics import image_scores, label_map, summarize
+from rsis.evaluation.leaf_metrics import image_scores, label_map, save_label_map, summarize
 from rsis.files import atomic_directory, write_json
 from rsis.runtime import select_device
 
@@ -138,8 +137,7 @@ def write_instance_maps(folder: str | Path, dataset: InstanceDataset, sequences:
     for info, sequence in zip(dataset.images, sequences):
         labels = label_map([inst.mask for inst in sequence], (info["height"], info["width"]))
         maps.append(labels)
-        array = labels.astype(np.uint8) if labels.max() < 256 else labels
-        Image.fromarray(array).save(folder / f"{Path(info['file_name']).stem}_label.png")
+        save_label_map(labels, folder / f"{Path(info['file_name']).stem}_label.png")
     return maps
 
 
