@@ -56,7 +56,8 @@ def test_both_models_go_through_the_same_evaluation(data_cfg, tiny_paths, tiny_m
 
 def test_maskrcnn_schedule_is_torchvisions_over_the_budget():
     tta = _module()
-    assert tta.maskrcnn_lr(0.0, 0.01) == pytest.approx(1e-5)
-    assert tta.maskrcnn_lr(0.5, 0.01) == pytest.approx(0.01)
-    assert tta.maskrcnn_lr(0.7, 0.01) == pytest.approx(0.001)
-    assert tta.maskrcnn_lr(0.9, 0.01) == pytest.approx(0.0001)
+    assert tta.maskrcnn_lr(0.0, 0.01, 0, 99) == pytest.approx(1e-5)  # warm-up over the first epoch's updates
+    assert tta.maskrcnn_lr(0.3, 0.01, 50, 99) == pytest.approx(0.01 * (0.001 + 0.999 * 50 / 99))
+    assert tta.maskrcnn_lr(0.5, 0.01, 99, 99) == pytest.approx(0.01)
+    assert tta.maskrcnn_lr(0.7, 0.01, 150, 99) == pytest.approx(0.001)
+    assert tta.maskrcnn_lr(0.9, 0.01, 200, 99) == pytest.approx(0.0001)
