@@ -10,7 +10,8 @@ RSIS runs its default recipe unchanged (train.epochs epochs); its training secon
 included, set the budget, and each of its epochs is one evaluation point. Mask R-CNN then trains
 for the same seconds and is evaluated at the same marks (every K-th with --every K). The clock
 counts training only: the evaluations are paused out. Mask R-CNN's recipe is torchvision's reference (SGD, momentum 0.9,
-weight decay 1e-4, lr 0.02 per 16 images, linear warm-up over the first epoch, x0.1 at 16/26 and 22/26 of the schedule),
+weight decay 1e-4, lr 0.02 per 16 images, linear warm-up over the first epoch - at least 99 updates, shorter ones
+diverged from scratch -, x0.1 at 16/26 and 22/26 of the schedule),
 with the schedule laid over the wall-clock budget; from scratch it needs trainable BatchNorm
 (torchvision's frozen BatchNorm suits pretrained weights only) and, at 64 px, anchors of 8-128 px
 instead of 32-512. Both read 64 x 64 images (model.image_size) and run under the same CPU settings
@@ -65,6 +66,7 @@ SMALL_IMAGE_SAMPLING = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_trai
                         "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
                         "rpn_batch_size_per_image": 64, "box_batch_size_per_image": 64}
 CSV_NAMES = {"RSIS": "rsis", "Mask R-CNN": "maskrcnn"}
+MIN_WARMUP_EPOCH = 100  # Mask R-CNN's warm-up: the first epoch, counted as at least this many batches
 LEAF_SCORE = 0.5  # Mask R-CNN detections kept for a label map (SBD, |DiC|): score >= 0.5, best first
 
 
@@ -193,11 +195,14 @@ def train_maskrcnn(paths, model_cfg, train_cfg, eval_batch: int, ground_truth: C
     loader = DataLoader(train_set, batch_size=batch, shuffle=True, collate_fn=collate, drop_last=True,
                         generator=torch.Generator().manual_seed(seed))
     budget, rows, clock, updates, pending = marks[-1], [], 0.0, 0, list(marks)
+    # the reference warms up over its first epoch, min(1000, batches - 1) updates; from scratch a short
+    # epoch is not enough (leaves' 6-batch epoch diverged to NaN after 6 updates): at least 100 batches
+    warmup = min(1000, max(len(loader), MIN_WARMUP_EPOCH) - 1)
     while pending:
         for images, targets in loader:
             start = time.perf_counter()
             for group in optimizer.param_groups:
-                group["lr"] = maskrcnn_lr(clock / budget, base, updates, min(1000, len(loader) - 1))
+                group["lr"] = maskrcnn_lr(clock / budget, base, updates, warmup)
             losses = model(list(images), maskrcnn_targets(targets))
             total = sum(losses.values())
             if not math.isfinite(float(total.detach())):
@@ -299,7 +304,8 @@ def main() -> None:
         rcnn_rows, rcnn_inference = train_maskrcnn(paths, model_cfg, train_cfg, eval_cfg.batch_size, ground_truth,
                                                    points, leaves, args.seed)
     curves = pd.DataFrame(rsis_rows + rcnn_rows)
-    command = "python bench/time_to_accuracy.py" + (f" --dataset {args.dataset}" if leaves else "")
+    command = ("python bench/time_to_accuracy.py" + (f" --dataset {args.dataset}" if leaves else "")
+               + (f" --every {args.every}" if args.every != 1 else ""))
     write_report(curves, [rsis_inference, rcnn_inference], args.dataset, args.out, command, eval_cfg.batch_size)
     print(f"wrote {args.out}/TIME_TO_ACCURACY_{args.dataset}.md", flush=True)
 
