@@ -17,8 +17,8 @@ with the schedule laid over the wall-clock budget; from scratch it needs trainab
 instead of 32-512. Both read 64 x 64 images (model.image_size) and run under the same CPU settings
 (train.threads, train.reproducible). Writes bench/TIME_TO_ACCURACY_<dataset>.md (tables) and, under
 bench/time_to_accuracy/, <dataset>_rsis.csv, <dataset>_maskrcnn.csv and <dataset>.png. On the 2-core
-CPU a Mask R-CNN update takes ~3.7 s (RSIS ~0.4 s) and each of its test evaluations ~3.5 min of wall
-time, so `--every 3` keeps a shapes run near 45 minutes.
+CPU a Mask R-CNN update of 16 images takes ~6.5 s (RSIS ~0.5 s) and each of its test evaluations
+~2-3.5 min of wall time, so `--every 3` keeps a shapes run near 45 minutes (leaves: ~6).
 """
 
 from __future__ import annotations
