@@ -32,8 +32,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def process_threads(threads: int) -> int:
     """This process's share of ``train.threads`` (the CPU threads of the whole training): all of it,
     or under torchrun, which sets LOCAL_WORLD_SIZE, an equal share per process on this machine (at
-    least 1). 0 stays 0 (torch's default). Two one-thread processes on two cores train ~1.6x more
-    images/s than one two-thread process: a step is ~100 small operations that two threads split badly."""
+    least 1). 0 stays 0 (torch's default). Two independent one-thread processes on two cores train
+    ~1.6x more images/s together than one two-thread process, but two one-thread DDP processes of one
+    training measured level with it (README "CPU training speed")."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, threads // max(1, local)) if threads > 0 else 0
 

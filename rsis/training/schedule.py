@@ -151,8 +151,9 @@ def learning_rates(epoch: int, base_encoder: float, base_decoder: float, decay_e
 def lr_scale(epoch: int, epochs: int, decay_epochs: tuple[int, ...], mode: str = "step") -> tuple[float, float]:
     """The factor on the epoch's rates at its first and after its last update (the engine interpolates
     per update). step: (1, 1). linear: 1 until the first decay epoch (epoch 0 when there is none), then
-    falling linearly to 0 at the end of training, the schedule that does best when the budget is fixed
-    in advance (Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020)."""
+    falling linearly to 0 at the end of training, as Li, Yumer & Ramanan ("Budgeted Training", ICLR
+    2020) recommend for a budget fixed in advance; on this model it measured below ``step`` (README,
+    row S1)."""
     if mode == "step":
         return 1.0, 1.0
     start = min(decay_epochs, default=0)
