@@ -276,10 +276,12 @@ class AugmentConfig:
     translate: float  # fraction of the image side
     shear: float  # degrees
     scale: tuple[float, ...]  # (min, max) zoom
+    vflip: float = 0.0  # probability of a vertical flip (not in the paper)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.hflip <= 1.0:
-            raise ConfigError(f"train.augment.hflip must be in [0, 1], got {self.hflip}")
+        for name in ("hflip", "vflip"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"train.augment.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.translate <= 1.0:
             raise ConfigError(f"train.augment.translate must be in [0, 1], got {self.translate}")
         if self.rotation < 0 or self.shear < 0:

@@ -22,6 +22,20 @@ def test_horizontal_flip_flips_everything(data_cfg, tiny_paths):
         assert torch.allclose(torch.stack([1 - x1, y0, 1 - x0, y1], -1), target_f["boxes"], atol=1e-5)
 
 
+def test_vertical_flip_flips_everything(data_cfg, tiny_paths):
+    convert(data_cfg, tiny_paths.data)
+    plain = InstanceDataset(tiny_paths.data, "train", 32, 10)
+    vflip_only = augment_cfg(enabled=True, hflip=0.0, vflip=1.0, rotation=0.0, translate=0.0, shear=0.0,
+                             scale=(1.0, 1.0))
+    flipped = InstanceDataset(tiny_paths.data, "train", 32, 10, augment=vflip_only)
+    for index in range(4):
+        (image, target), (image_f, target_f) = plain[index], flipped[index]
+        assert torch.allclose(image.flip(-2), image_f, atol=1e-5)
+        assert torch.equal(target["masks"].flip(-2), target_f["masks"])
+        x0, y0, x1, y1 = target["boxes"].unbind(-1)
+        assert torch.allclose(torch.stack([x0, 1 - y1, x1, 1 - y0], -1), target_f["boxes"], atol=1e-5)
+
+
 def test_affine_keeps_masks_inside_boxes_and_sorted(data_cfg, tiny_paths):
     convert(data_cfg, tiny_paths.data)
     dataset = InstanceDataset(tiny_paths.data, "train", 64, 3, augment=augment_cfg(enabled=True))

@@ -28,6 +28,7 @@ def test_committed_params_are_valid():
     (lambda p: p["train"]["loss_weights"].update(boxes=1.0), "train.loss_weights.boxes"),
     (lambda p: p["train"]["schedule"].pop("patience"), "train.schedule.patience"),
     (lambda p: p["train"]["augment"].update(hflip=2.0), "train.augment.hflip"),
+    (lambda p: p["train"]["augment"].update(vflip=-0.5), "train.augment.vflip"),
     (lambda p: p["train"].update(launcher="slurm"), "train.launcher"),
     (lambda p: p["model"].pop("hidden_dim"), "model.hidden_dim"),
     (lambda p: p["data"]["shapes"].pop("noise"), "data.shapes.noise"),

@@ -24,12 +24,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def build_transform(image_size: tuple[int, int], augment: AugmentConfig | None = None) -> v2.Compose:
     """The shared transform pipeline: resize, (augment,) scale and normalise, jointly on the image
     (tv_tensors.Image), the instance masks (tv_tensors.Mask: nearest-neighbour) and the boxes
-    (tv_tensors.BoundingBoxes). ``augment`` (train split only): horizontal flip and a random affine
+    (tv_tensors.BoundingBoxes). ``augment`` (train split only): horizontal (and vertical) flip and a random affine
     (rotation, translation, shear, zoom) as in the paper; no affine warp when all four are identity.
     """
     steps: list[v2.Transform] = []
     if augment is not None and augment.enabled:
         steps.append(v2.RandomHorizontalFlip(p=augment.hflip))
+        if augment.vflip:
+            steps.append(v2.RandomVerticalFlip(p=augment.vflip))
         if augment.rotation or augment.translate or augment.shear or tuple(augment.scale) != (1.0, 1.0):
             steps.append(v2.RandomAffine(degrees=augment.rotation, translate=(augment.translate, augment.translate),
                                          scale=tuple(augment.scale), shear=augment.shear))
