@@ -84,6 +84,7 @@ def test_presets_overlay_params(tmp_path, preset, size, steps, batch, curriculum
     model, train = load_section("model", tmp_path / "params.yaml"), load_section("train", tmp_path / "params.yaml")
     assert model.input_size == size and model.max_steps == steps and model.backbone == "resnet101"
     assert train.batch_size == batch and train.schedule.curriculum == curriculum and train.augment.enabled
+    assert params["train"]["augment"]["vflip"] > 0 and train.augment.vflip == 0  # the paper's augmentation has no vertical flip
     assert train.epochs == params["train"]["epochs"]  # keys the preset does not set come from params.yaml
     assert load_section("evaluate", tmp_path / "params.yaml") == load_section("evaluate", REPO / "params.yaml")
 
