@@ -10,7 +10,8 @@ extension at the paper's value, the default data and budget); ``+x`` adds one ex
 ``default`` is params.yaml as it is. ``--jobs 2`` runs two variants at once with one thread each
 (on 2 cores, two torch processes with all threads each slow each other far more than 2x).
 ``--curve [N]`` evaluates the last checkpoint every N epochs (AP50 and losses vs updates, written
-to <out>/<variant>/curve.csv).
+to <out>/<variant>/curve.csv). Each variant's params are resolved when the run starts and written
+to <out>/<variant>.params.json, which its worker trains on: params.yaml may be edited meanwhile.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def variant_params(name: str, sets: list[str]) -> dict[str, Any]:
     """params.yaml with the variant's preset and overrides, then ``--set section.key=value`` items."""
+    return sections(resolved_params(name, sets))
+
+
+def sections(raw: dict[str, Any]) -> dict[str, Any]:
+    """The config dataclass of every params section of ``raw`` (a resolved params mapping)."""
+    return {section: from_dict(cls, raw[section], section) for section, cls in SECTIONS.items()}
+
+
+def resolved_params(name: str, sets: list[str]) -> dict[str, Any]:
+    """:func:`variant_params` as a plain mapping (preset, overrides and ``sets`` applied)."""
     raw = read_params(ROOT / "params.yaml")
     spec = dict(VARIANTS[name])
     raw["preset"] = spec.pop("preset", raw.get("preset", "none"))
@@ -70,12 +81,19 @@ def variant_params(name: str, sets: list[str]) -> dict[str, Any]:
         for part in parents:
             node = node[part]
         node[leaf] = yaml.safe_load(value)
-    return {section: from_dict(cls, raw[section], section) for section, cls in SECTIONS.items()}
+    return raw
 
 
-def run_variant(name: str, out: Path, split: str, sets: list[str], curve: int) -> dict[str, Any]:
-    """Train one variant into <out>/<name> and evaluate its best checkpoint on ``split``."""
-    cfg = variant_params(name, sets)
+def snapshot_file(out: Path, name: str) -> Path:
+    """Where the master writes a variant's params, resolved when the run started: the worker trains on
+    that, so editing params.yaml or the code's params keys while a long ablation runs changes nothing in it."""
+    return out / f"{name}.params.json"
+
+
+def run_variant(name: str, out: Path, split: str, curve: int) -> dict[str, Any]:
+    """Train one variant (params from its :func:`snapshot_file`) into <out>/<name> and evaluate its best
+    checkpoint on ``split``."""
+    cfg = sections(json.loads(snapshot_file(out, name).read_text()))
     folder = out / name
     paths = cfg["paths"].__class__(raw=str(out / "raw"), data=str(out / "data"), models=str(folder / "models"),
                                    predictions=str(folder / "predictions.json"), evaluation=str(folder / "evaluation"),
@@ -129,7 +147,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        run_variant(args.worker, args.out, args.split, args.sets, args.curve)
+        run_variant(args.worker, args.out, args.split, args.curve)
         return
 
     start = time.perf_counter()
@@ -142,14 +160,19 @@ def main() -> None:
         env["OMP_NUM_THREADS"] = "1"
         sets.append("train.threads=1")
     pending, running = ([] if args.collect else list(args.only)), []
+    snapshots = {name: resolved_params(name, sets) for name in pending}  # every variant's params, checked now
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, raw in snapshots.items():
+        sections(raw)
+        snapshot_file(args.out, name).write_text(json.dumps(raw, indent=1))
     while pending or running:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
-            train = variant_params(name, sets)["train"]
+            train = sections(snapshots[name])["train"]
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                         f"--nproc_per_node={train.nproc_per_node}"] if train.launcher == "torchrun" else [sys.executable]
             command = [*launcher, __file__, "--worker", name, "--split", args.split, "--out", str(args.out),
-                       *[a for s in sets for a in ("--set", s)], *(["--curve", str(args.curve)] if args.curve else [])]
+                       *(["--curve", str(args.curve)] if args.curve else [])]
             log = open(args.out / f"{name}.log", "w")
             running.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
             print(f"started {name} (log: {args.out / f'{name}.log'})", flush=True)

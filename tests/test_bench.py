@@ -100,3 +100,38 @@ def test_ablation_collect_reports_a_stopped_run(tmp_path, monkeypatch):
     assert "paper (stopped; its curve reaches 800 updates)" in report.read_text()
     curve = pd.read_csv(report.with_suffix(".curve.csv"))
     assert list(curve["updates"]) == [400, 800] and set(curve["variant"]) == {"paper"}
+
+
+def test_ablation_workers_train_on_the_params_of_the_start(tmp_path, monkeypatch):
+    """Each variant's params are resolved and written when the run starts, and its worker reads them from
+    there: editing params.yaml during a long ablation changes nothing in it (it used to crash the run)."""
+    import json
+    import subprocess
+
+    import ablation
+
+    (tmp_path / "out" / "data").mkdir(parents=True)
+    (tmp_path / "out" / "data" / "test.json").write_text("{}")  # no conversion
+    started = []
+
+    class Finished:
+        returncode = 0
+
+        def __init__(self, command, **kwargs):
+            started.append(command)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Finished)
+    monkeypatch.setattr(ablation.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(sys, "argv", ["ablation.py", "--only", "paper", "default", "--set", "train.epochs=3",
+                                      "--out", str(tmp_path / "out"), "--report", str(tmp_path / "A.md")])
+    ablation.main()
+    assert [c[c.index("--worker") + 1] for c in started] == ["paper", "default"]
+    assert all("--set" not in c for c in started)  # the workers' params come from the snapshot alone
+    paper = json.loads(ablation.snapshot_file(tmp_path / "out", "paper").read_text())
+    default = json.loads(ablation.snapshot_file(tmp_path / "out", "default").read_text())
+    assert paper["train"]["epochs"] == default["train"]["epochs"] == 3
+    assert paper["model"]["canvas"] is False and default["model"]["canvas"] is True
+    assert ablation.sections(paper)["train"].epochs == 3
