@@ -162,13 +162,13 @@ def main() -> None:
     pending, running = ([] if args.collect else list(args.only)), []
     snapshots = {name: resolved_params(name, sets) for name in pending}  # every variant's params, checked now
     args.out.mkdir(parents=True, exist_ok=True)
+    trains = {name: sections(raw)["train"] for name, raw in snapshots.items()}  # a bad value stops here
     for name, raw in snapshots.items():
-        sections(raw)
         snapshot_file(args.out, name).write_text(json.dumps(raw, indent=1))
     while pending or running:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
-            train = sections(snapshots[name])["train"]
+            train = trains[name]
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                         f"--nproc_per_node={train.nproc_per_node}"] if train.launcher == "torchrun" else [sys.executable]
             command = [*launcher, __file__, "--worker", name, "--split", args.split, "--out", str(args.out),
