@@ -52,6 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {  # each extension alone on top of the pa
     "+bce": {**PAPER, "train": {"loss_weights": {"bce": 1.0}}},
     "+class-weight": {**PAPER, "train": {"loss_weights": {"cls": 1.0}}},
     "+overlap-targets": {**PAPER, "train": {"head_targets": "overlap"}},
+    "+grad-clip": {**PAPER, "train": {"grad_clip": 1.0}},
     "default": {},
 }
 ROOT = Path(__file__).resolve().parent.parent

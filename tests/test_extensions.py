@@ -336,3 +336,24 @@ def test_seeded_mask_follows_the_embedding_of_its_most_confident_pixel():
     seed = out.mask_logits[0, 0].flatten().argmax()
     band = int(masks[:, seed // 32, seed % 32].argmax())  # the band the seed lies in
     assert out.mask_logits[0, 0][masks[band].bool()].min() > 0 > out.mask_logits[0, 0][masks[1 - band].bool()].max()
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_grad_clip_bounds_the_global_norm_of_the_update(clip):
+    """train.grad_clip: with SGD at rate 1 a step moves the weights by the gradient, so the norm of
+    the move is the clipped global gradient norm (unclipped, it is far larger here)."""
+    from rsis.training.engine import training_step
+
+    torch.manual_seed(0)
+    model = RSIS(ALL, num_classes=2).train()
+    images, targets = torch.randn(2, 3, 32, 32), [_target(_bands(3)), _target(_bands(2))]
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    weights = {"mask": 1.0, "cls": 1.0, "stop": 0.5, "box": 0.5}
+    training_step(model, RSISCriterion(), optimizer, images, targets, weights, 4, "hungarian", grad_clip=clip)
+    moved = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.detach() - b)
+                                                  for p, b in zip(model.parameters(), before)]))
+    if clip:
+        assert moved.item() == pytest.approx(clip, rel=1e-3)
+    else:
+        assert moved.item() > 1.0
