@@ -93,6 +93,11 @@ def test_ddp_two_processes_match_one(tmp_path):
         # the rate the tolerance was measured at: at the default's 3e-3 on 2-image BatchNorm batches the
         # first epochs of this tiny run are chaotic (val loss 36.7 vs 12.5), which says nothing about DDP
         params["train"].update(lr_encoder=1e-3, lr_decoder=1e-3)
+        # and without gradient clipping, as measured: with the default's clip at norm 1 the training
+        # losses still agreed within the tolerance, but the 4-image validation loss of epoch 2 moved
+        # 15% (7.76 vs 6.73; fresh-clone make test of 1026026): every update then has the same
+        # length, so the per-process BatchNorm differences steer this tiny run further apart
+        params["train"]["grad_clip"] = 0.0
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _train(single)
     out = _train(ddp)
