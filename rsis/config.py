@@ -342,6 +342,10 @@ class EvaluateConfig:
     stop_threshold: float
     mask_threshold: float
     min_area_fraction: float  # masks smaller than this share of the image are dropped
+    # model.instance_embedding only, None = the trained values: the seed term at inference,
+    # logit += seed_scale * (seed_radius - squared embedding distance to the step's seed pixel)
+    seed_scale: float | None = None
+    seed_radius: float | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self, "batch_size")
@@ -349,6 +353,10 @@ class EvaluateConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"evaluate.{name} must be in [0, 1], got {value}")
+        for name in ("seed_scale", "seed_radius"):
+            value = getattr(self, name)
+            if value is not None and not value > 0.0:
+                raise ConfigError(f"evaluate.{name} must be > 0 or null (the trained value), got {value}")
 
 
 @dataclass(frozen=True)

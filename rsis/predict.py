@@ -35,7 +35,7 @@ from rsis.datasets.dataset import build_transform
 from rsis.datasets.format import encode_mask
 from rsis.datasets.images import HIGH_BIT_DEPTH_RULES, read_rgb
 from rsis.datasets.record import DataError
-from rsis.evaluation.inference import PredictedInstance, postprocess
+from rsis.evaluation.inference import PredictedInstance, infer, postprocess
 from rsis.evaluation.leaf_metrics import label_map, save_label_map
 from rsis.files import write_json
 from rsis.runtime import select_device
@@ -92,7 +92,7 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir
             continue
         tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).as_subclass(torch.Tensor)
         with torch.no_grad():
-            outputs = model(tensor[None].to(device_t))
+            outputs = infer(model, tensor[None].to(device_t), cfg)
         sequence = postprocess(outputs, [image.shape[:2]], [image_id], cfg)[0]
         stem = _unique(path.stem, stems)
         write_json(out / f"{stem}.json", detections(sequence, categories, str(path)))

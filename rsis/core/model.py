@@ -296,13 +296,16 @@ class RSIS(nn.Module):
         encoder = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder]
 
-    def forward(self, images: torch.Tensor, steps: int | None = None, feedback: Feedback | None = None
-                ) -> RSISOutput:
+    def forward(self, images: torch.Tensor, steps: int | None = None, feedback: Feedback | None = None,
+                seed_scale: float | None = None, seed_radius: float | None = None) -> RSISOutput:
         """Unroll ``steps`` decoder steps (default: ``max_steps``) over ``images`` [B, 3, H, W].
 
         ``feedback`` (training) decides the canvas each next step sees; without it the canvas is
         the model's own: the union of its masks so far, thresholded at probability 0.5 as inference
         emits them (binary, like a teacher-forced canvas of ground truth).
+        ``seed_scale`` / ``seed_radius`` (model.instance_embedding only; None = the trained values):
+        the seed term ``logit += seed_scale * (seed_radius - squared distance to the seed's embedding)``
+        at inference (``evaluate.seed_scale``, ``evaluate.seed_radius``).
         """
         steps = self.max_steps if steps is None else steps
         blocks = self.encoder(images)  # f0..f4
@@ -316,6 +319,8 @@ class RSIS(nn.Module):
         image_features = self.image_features(images) if self.image_skip else None  # [B, 16, H, W]
         embedding = None
         if self.instance_embedding:
+            scale = F.softplus(self.seed_scale) if seed_scale is None else seed_scale
+            radius = self.seed_radius if seed_radius is None else seed_radius
             full = images.shape[-2:]
             embedding = self.embedding_head(torch.cat(
                 [self.embedding_image(images)]
@@ -351,7 +356,7 @@ class RSIS(nn.Module):
                 seed = free.detach().flatten(1).argmax(1)  # [B]
                 query = flat_embedding.gather(2, seed.view(-1, 1, 1).expand(-1, flat_embedding.shape[1], 1))  # [B, E, 1]
                 distance = (flat_embedding - query).pow(2).sum(1).view_as(mask[:, 0])  # [B, H, W]
-                mask = mask + (F.softplus(self.seed_scale) * (self.seed_radius - distance))[:, None]
+                mask = mask + (scale * (radius - distance))[:, None]
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]

@@ -72,6 +72,11 @@ def postprocess(outputs: RSISOutput, orig_sizes: list[tuple[int, int]], image_id
     return sequences
 
 
+def infer(model: RSIS, images: torch.Tensor, cfg: EvaluateConfig) -> RSISOutput:
+    """The network's outputs for ``images`` under the inference settings of ``cfg`` (the seed term)."""
+    return model(images, seed_scale=cfg.seed_scale, seed_radius=cfg.seed_radius)
+
+
 @torch.no_grad()
 def predict(model: RSIS, loader: DataLoader, device: torch.device, cfg: EvaluateConfig,
             desc: str = "predict") -> list[list[PredictedInstance]]:
@@ -79,7 +84,7 @@ def predict(model: RSIS, loader: DataLoader, device: torch.device, cfg: Evaluate
     model.eval()
     sequences = []
     for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False):
-        outputs = model(images.to(device))
+        outputs = infer(model, images.to(device), cfg)
         sequences += postprocess(outputs, [t["orig_size"] for t in targets], [t["image_id"] for t in targets], cfg)
     return sequences
 
