@@ -357,3 +357,43 @@ def test_grad_clip_bounds_the_global_norm_of_the_update(clip):
         assert moved.item() == pytest.approx(clip, rel=1e-3)
     else:
         assert moved.item() > 1.0
+
+
+def test_inference_seed_term_replaces_the_trained_scale_and_radius():
+    """evaluate.seed_scale / seed_radius: at inference the seed term uses them instead of the trained
+    values. With a weak trained scale a mask the decoder spreads over two instances the embedding
+    separates stays whole; with the evaluate stage's values it is cut to the seed's instance."""
+    from rsis.config import EvaluateConfig
+    from rsis.evaluation.inference import infer
+
+    torch.manual_seed(0)
+    model = RSIS(dataclasses.replace(PAPER, instance_embedding=True, image_skip=True), 2).eval()
+    masks = _bands(2)
+    separated = torch.einsum("nhw,ne->ehw", masks, torch.eye(2, 8) * 2.0)[None]  # squared distance 8 apart
+    images = torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        model.embedding_head.register_forward_hook(lambda module, args, out: separated)
+        model.mask_head.weight.zero_()
+        model.mask_head.bias.fill_(3.0)  # the decoder claims every pixel
+        model.seed_scale.fill_(-2.0)  # trained scale softplus(-2) = 0.13
+        trained = model(images, steps=1).mask_logits[0, 0]
+        same = model(images, steps=1, seed_scale=F.softplus(model.seed_scale).item(),
+                     seed_radius=model.seed_radius.item()).mask_logits[0, 0]
+        cfg = EvaluateConfig(batch_size=1, stop_threshold=0.5, mask_threshold=0.5, min_area_fraction=0.0,
+                             seed_scale=2.0, seed_radius=2.25)
+        cut = infer(model, images, cfg).mask_logits[0, 0]
+    torch.testing.assert_close(same, trained)
+    assert trained.min() > 0  # both bands kept: one mask over two instances
+    seed = int(cut.flatten().argmax())
+    band = int(masks[:, seed // 32, seed % 32].argmax())
+    assert cut[masks[band].bool()].min() > 0 > cut[masks[1 - band].bool()].max()
+
+
+@pytest.mark.parametrize("key", ["seed_scale", "seed_radius"])
+def test_inference_seed_term_must_be_positive_or_null(key):
+    from rsis.config import EvaluateConfig
+
+    base = {"batch_size": 1, "stop_threshold": 0.5, "mask_threshold": 0.5, "min_area_fraction": 0.0}
+    assert getattr(EvaluateConfig(**base, **{key: None}), key) is None
+    with pytest.raises(ConfigError, match=f"evaluate.{key} must be > 0"):
+        EvaluateConfig(**base, **{key: 0.0})
