@@ -8,7 +8,7 @@ Per image ``<stem>``, under DIR:
     <stem>_label.png     instance label map: labels 1..N in step order (earlier steps win), 0 background
     <stem>_overlay.png   the image with each instance painted and numbered in step order
 
-and ``DIR/summary.json`` (checkpoint, thresholds, counts, the images that could not be read).
+and ``DIR/summary.json`` (checkpoint, thresholds and seed term, counts, the images that could not be read).
 The inference protocol is the evaluate stage's (rsis.evaluation.inference): thresholds come from the
 ``evaluate`` section of ``--params`` (default params.yaml, when present) and can be overridden.
 An unreadable image is reported in one line, counted, and the rest are still predicted; the exit
@@ -104,7 +104,8 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir
         counts["instances"] += len(sequence)
     summary = {"checkpoint": str(checkpoint), "checkpoint_epoch": state.get("epoch"), "device": str(device_t),
                "stop_threshold": cfg.stop_threshold, "mask_threshold": cfg.mask_threshold,
-               "min_area_fraction": cfg.min_area_fraction, **counts, "unreadable": len(failed), "failed": failed}
+               "min_area_fraction": cfg.min_area_fraction, "seed_scale": cfg.seed_scale, "seed_radius": cfg.seed_radius,
+               **counts, "unreadable": len(failed), "failed": failed}
     write_json(out / "summary.json", summary)
     return summary
 
@@ -126,7 +127,8 @@ def _protocol(args: argparse.Namespace) -> EvaluateConfig:
     elif args.params is not None and args.params != "params.yaml":
         raise FileNotFoundError(f"--params {args.params}: no such file")
     changes = {k: v for k, v in (("stop_threshold", args.stop_threshold), ("mask_threshold", args.mask_threshold),
-                                 ("min_area_fraction", args.min_area_fraction)) if v is not None}
+                                 ("min_area_fraction", args.min_area_fraction), ("seed_scale", args.seed_scale),
+                                 ("seed_radius", args.seed_radius)) if v is not None}
     return dataclasses.replace(cfg, **changes)
 
 
@@ -141,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stop-threshold", type=float)
     parser.add_argument("--mask-threshold", type=float)
     parser.add_argument("--min-area-fraction", type=float)
+    parser.add_argument("--seed-scale", type=float, help="the seed term at inference, as evaluate.seed_scale "
+                        "(model.instance_embedding only; without it and without --params: the trained value)")
+    parser.add_argument("--seed-radius", type=float, help="as evaluate.seed_radius")
     parser.add_argument("--high-bit-depth", default="range", choices=HIGH_BIT_DEPTH_RULES,
                         help="16-bit images to 8 bits, as data.high_bit_depth (rsis/datasets/images.py)")
     args = parser.parse_args(argv)

@@ -74,3 +74,28 @@ def test_predict_errors_are_one_line(tmp_path, checkpoint, images):
     assert "junk.pt: not a readable checkpoint" in result.stderr
     result = run(str(images / "broken.png"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"))
     assert result.returncode == 1 and "broken.png: unreadable image" in result.stderr
+
+
+def test_predict_seed_term_flags_reach_the_model_and_the_summary(tmp_path, tiny_model_cfg, images, monkeypatch, capsys):
+    """--seed-scale / --seed-radius set the inference seed term (evaluate.seed_scale / seed_radius)
+    of an instance-embedding model; without them and without a params.yaml the trained term is used."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(tiny_model_cfg, instance_embedding=True, image_skip=True)
+    path = tmp_path / "embedding.pt"
+    save_checkpoint(path, {"model": RSIS(cfg, num_classes=3).state_dict(), "model_config": to_dict(cfg),
+                           "num_classes": 3, "categories": ["cat", "dog"], "epoch": 1})
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the paper protocol and the trained seed term
+    keep_all = ["--device", "cpu", "--stop-threshold", "0", "--min-area-fraction", "0"]
+    runs = {}
+    for name, flags in {"trained": [], "set": ["--seed-scale", "2", "--seed-radius", "2.25"]}.items():
+        out = tmp_path / name
+        assert main([str(images / "a.png"), "--checkpoint", str(path), "--out", str(out), *keep_all, *flags]) == 0
+        runs[name] = (json.loads((out / "summary.json").read_text()), json.loads((out / "a.json").read_text()))
+    assert (runs["trained"][0]["seed_scale"], runs["trained"][0]["seed_radius"]) == (None, None)
+    assert (runs["set"][0]["seed_scale"], runs["set"][0]["seed_radius"]) == (2.0, 2.25)
+    assert [r["segmentation"] for r in runs["set"][1]] != [r["segmentation"] for r in runs["trained"][1]]
+    assert main([str(images / "a.png"), "--checkpoint", str(path), "--out", str(tmp_path / "bad"),
+                 "--seed-scale", "-1"]) == 2
+    assert "evaluate.seed_scale must be > 0 or null" in capsys.readouterr().err
