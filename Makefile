@@ -13,12 +13,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@echo "Creating $(VENV) and installing torch, torchvision, dvc, mlflow and the rest (about 5.5 GB;"
 	@echo "3-5 minutes on a 2-core machine, pip prints nothing meanwhile). Then: $(MAKECMDGOALS)."
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --progress-bar off --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet --progress-bar off -c requirements.lock -e '.[dev]'
 	touch $@
 
 repro: $(STAMP)

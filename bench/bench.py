@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from torch.utils.data import DataLoader
 from rsis.config import load_section, read_params
 from rsis.datasets.convert import convert
 from rsis.datasets.dataset import InstanceDataset, collate
+from rsis.runtime import machine
 from rsis.training.engine import autocast, prepare_images, steps_for
 import compare  # noqa: E402 (bench/compare.py, next to this script)
 
@@ -65,15 +64,6 @@ def bench_config(name: str, model_cfg, train_cfg, data_root: Path, device: torch
         "inference_images_per_s": round(batch * infer_steps / infer_time, 2),
         "train_time_share": {k: round(v / train_time, 3) for k, v in timings.items()},
     }
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "processor": platform.processor() or platform.machine()}
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def main() -> None:

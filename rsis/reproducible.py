@@ -14,7 +14,8 @@ and so do 1 vs 2 threads. So, when ``train.reproducible`` is true, every torch s
                                                                         under torchrun)
 
 set before torch is imported, so the same params give the same bits on any x86-64 machine with
-AVX2 and the same software (requirements lock, torch build). Not covered: GPUs (CUDA kernels
+AVX2 and the same software (requirements.lock, torch build): measured so by capping this
+machine's ISA, and across sessions, until a host change in 2026-12 parted the bits (README). Not covered: GPUs (CUDA kernels
 differ by device and version), other CPU architectures (ARM), another torch or MKL version.
 The price is speed where AVX-512 would have been used (README, "Reproducibility").
 """

@@ -1,8 +1,9 @@
-"""Process-level helpers: seeding, device choice, project root and git revision."""
+"""Process-level helpers: seeding, device choice, project root, git revision and the machine."""
 
 from __future__ import annotations
 
 import os
+import platform
 import random
 import signal
 import subprocess
@@ -48,6 +49,41 @@ def git_revision() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU as /proc/cpuinfo names it on Linux (model name, family/model/stepping, cache size:
+    a hypervisor's "AMD EPYC" alone does not tell two generations apart), else what the platform
+    module knows."""
+    try:
+        fields: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the first processor's block is enough
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        fields = {}
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    detail = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping", "cache size") if k in fields)
+    return f"{fields['model name']} ({detail})" if detail else fields["model name"]
+
+
+def machine() -> dict[str, object]:
+    """What a CPU result's last bits depend on besides params and seed: the CPU, the kernels torch
+    dispatches to (pinned or native, rsis/reproducible.py), the threads, and the math software.
+    Recorded next to training and benchmark results, so two runs that differ can be told apart."""
+    info: dict[str, object] = {
+        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "processor": cpu_model(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability()
+        + (" (pinned)" if os.environ.get("ONEDNN_MAX_CPU_ISA") else " (native)"),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
 
 
 def _terminate(signum: int, frame: object) -> None:

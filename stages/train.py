@@ -12,7 +12,7 @@ pin_cpu()  # before torch is imported: train.reproducible pins the math librarie
 
 from rsis.config import load_section, to_dict  # noqa: E402
 from rsis.files import write_json  # noqa: E402
-from rsis.runtime import run_stage  # noqa: E402
+from rsis.runtime import machine, run_stage  # noqa: E402
 from rsis.tracking import stage_run  # noqa: E402
 from rsis.training import distributed  # noqa: E402
 from rsis.training.fit import HISTORY_FILE, fit  # noqa: E402
@@ -31,7 +31,8 @@ def main() -> None:
         metrics = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                    "final_train_loss": float(last["train_total"]), "final_val_loss": float(last["val_total"]),
                    "train_seconds": round(result.seconds, 1), "device": result.device}
-        write_json(Path(paths.metrics) / "train.json", metrics)
+        # the last bits of a CPU run depend on the machine and software too (README "Reproducibility")
+        write_json(Path(paths.metrics) / "train.json", {**metrics, "machine": machine()})
         run.log_metrics(metrics)
         run.log_artifact(Path(paths.metrics) / HISTORY_FILE)
 

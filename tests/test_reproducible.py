@@ -42,6 +42,21 @@ def test_a_stage_process_runs_on_the_pinned_kernels(tmp_path):
     assert onednn == "None" and capability in {"AVX2", "AVX512", "DEFAULT"}
 
 
+@pytest.mark.skipif("avx2" not in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else True,
+                    reason="needs an x86-64 CPU with AVX2")
+def test_the_machine_record_names_the_kernels_threads_and_cpu(tmp_path):
+    """metrics/train.json's "machine": what a run's last bits depend on besides params and seed."""
+    probe = PROBE.replace("print(", "from rsis.runtime import machine; m = machine(); print(m['cpu_kernels'], "
+                          "m['torch_threads'], m['processor'] != '', m['torch'] == torch.__version__, ")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for reproducible, kernels in ((True, "AVX2 (pinned) 1 "), (False, "(native) ")):  # threads pinned only when on
+        params["train"].update(reproducible=reproducible, threads=1)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, check=True).stdout
+        assert kernels in out and " True True " in out
+
+
 @pytest.mark.parametrize("stage", ["convert", "train", "evaluate", "analyze"])
 def test_every_torch_stage_pins_before_importing_anything_else(stage):
     lines = [line for line in (REPO / "stages" / f"{stage}.py").read_text().splitlines()
