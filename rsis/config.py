@@ -187,24 +187,20 @@ class ModelConfig:
     max_steps: int  # decoder steps T at inference
     skip_mode: Literal["concat", "sum", "mul", "none"]
     image_size: int | tuple[int, ...]  # network input: side, or [height, width]
-    encoder_width: int = 64  # channels of ResNet stage 1 (stages 2-4 double it); 64 = torchvision's ResNet
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
-    layer4_width: int | None = None  # planes of the last ResNet stage; None = 8 x encoder_width (torchvision's)
-    output_stride: Literal[32, 16, 8] = 32  # 16: the last ResNet stage keeps its input resolution; 8: the last two
+    layer4_width: int | None = None  # planes of the last ResNet stage; None = the ResNet's own (512 for ResNet-18)
+    output_stride: Literal[32, 16] = 32  # 16: the last ResNet stage keeps its input resolution
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
     canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input
     canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
-    head_pool: Literal["max", "max+mask", "max+encoder"] = "max"  # heads' features: max-pooled hidden states
-    # (+ skip projections, or encoder blocks, averaged under the step's mask)
+    head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states
+    # (+ the skip projections averaged under the step's mask)
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
     instance_embedding: bool = False  # per-pixel embedding; each step's mask + similarity to its seed pixel
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "hidden_dim", "max_steps", "encoder_width")
-        if self.encoder_width != 64 and self.pretrained != "none":
-            raise ConfigError(f"model.encoder_width = {self.encoder_width}: pretrained ResNet weights exist only for "
-                              f"width 64 (set model.pretrained to none or encoder_width to 64)")
+        _check_positive(self, "hidden_dim", "max_steps")
         if self.layer4_width is not None:
             _check_positive(self, "layer4_width")
             if self.pretrained != "none":
@@ -310,11 +306,8 @@ class TrainConfig:
     launcher: Literal["none", "torchrun"]  # torchrun: DDP over nproc_per_node processes
     nproc_per_node: int
     resume: bool  # continue from <models>/last.pt when it was written with the same config
-    # step: both rates x0.1 at each of lr_decay_epochs; linear: constant until the first of them (from
-    # the start when there is none), then down to 0 at the last update, in every update (rsis/training/schedule.py)
-    lr_schedule: Literal["step", "linear"] = "step"
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
-    matching: Literal["hungarian", "greedy", "fixed", "top-down"] = "hungarian"  # how steps are assigned to targets
+    matching: Literal["hungarian", "top-down"] = "hungarian"  # how steps are assigned to targets
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
     head_targets: Literal["matched", "overlap"] = "matched"  # class/box target: matched GT, or the GT the mask overlaps most
@@ -326,7 +319,7 @@ class TrainConfig:
         if self.teacher_forcing_epochs < 0 or self.grad_clip < 0 or self.threads < 0:
             raise ConfigError("train.teacher_forcing_epochs, train.grad_clip and train.threads must be >= 0")
         if self.teacher_forcing_epochs and self.matching == "hungarian":
-            raise ConfigError("train.teacher_forcing_epochs > 0 needs train.matching greedy or fixed: the Hungarian "
+            raise ConfigError("train.teacher_forcing_epochs > 0 needs train.matching top-down: the Hungarian "
                               "assignment is known only after the whole sequence, too late to feed a step its canvas")
         if self.batch_size % self.nproc_per_node:
             raise ConfigError(f"train.batch_size ({self.batch_size}) must be divisible by "

@@ -83,7 +83,7 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     failed, counts, stems = [], {"images": 0, "instances": 0}, set()
-    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress), start=1):
+    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=None if progress else True), start=1):
         try:
             image = read_rgb(path, high_bit_depth)
         except DataError as exc:

@@ -3,7 +3,7 @@
 import math
 
 from conftest import schedule_cfg
-from rsis.training.schedule import ScheduleState, advance, initial_state, learning_rates, loss_weights, lr_scale
+from rsis.training.schedule import ScheduleState, advance, initial_state, learning_rates, loss_weights
 
 WEIGHTS = {"mask": 1.0, "cls": 0.1, "stop": 0.5, "box": 0.5}
 
@@ -91,13 +91,3 @@ def test_learning_rate_decay_and_state_round_trip():
     state = initial_state(schedule_cfg(curriculum=True), 6)
     assert ScheduleState.from_dict(state.to_dict()) == state
     assert state.phase == "mask+cls, steps 2, encoder training"
-
-
-def test_linear_schedule_holds_then_falls_to_zero_at_the_last_update():
-    assert lr_scale(3, 10, (2, 4), "step") == (1.0, 1.0)
-    assert learning_rates(4, 1e-3, 1e-2, (6,), True, "linear") == (1e-3, 1e-2)  # no x0.1 steps
-    assert [lr_scale(e, 10, (6,), "linear") for e in (0, 5)] == [(1.0, 1.0), (1.0, 1.0)]
-    assert lr_scale(6, 10, (6,), "linear") == (1.0, 0.75)
-    assert lr_scale(9, 10, (6,), "linear") == (0.25, 0.0)
-    assert lr_scale(0, 4, (), "linear") == (1.0, 0.75)  # no decay epoch: from the first update
-    assert lr_scale(0, 4, (9,), "linear") == (1.0, 1.0)  # decay start past the end: constant

@@ -66,22 +66,3 @@ def test_the_slowdown_monitor_hints_at_contention_only_when_steps_slow_down():
     hints = [monitor.step(1.2) for _ in range(5)]
     assert hints[:4] == [None] * 4 and "4.0x slower" in hints[4] and "CPU cores" in hints[4]
     assert [monitor.step(0.5) for _ in range(5)][-1] is None  # 1.7x: within what load varies
-
-
-def test_linear_lr_scale_is_applied_per_update_and_restored(monkeypatch):
-    from rsis.training import engine
-
-    model = torch.nn.Linear(2, 1)
-    optimizer = torch.optim.SGD([{"params": [model.weight], "lr": 1.0}, {"params": [model.bias], "lr": 0.1}])
-    seen = []
-
-    def step(model, criterion, optimizer, images, targets, *args, **kwargs):
-        seen.append([group["lr"] for group in optimizer.param_groups])
-        return {"mask": 0.0}, 0.0
-
-    monkeypatch.setattr(engine, "training_step", step)
-    loader = [(torch.zeros(1, 3, 4, 4), [{"masks": torch.zeros(1, 4, 4)}])] * 4
-    engine.train_one_epoch(model, None, loader, optimizer, torch.device("cpu"), {}, 0, 2, show_progress=False,
-                           lr_scale=(1.0, 0.5))
-    assert np.allclose(seen, [[1.0, 0.1], [0.875, 0.0875], [0.75, 0.075], [0.625, 0.0625]])
-    assert [group["lr"] for group in optimizer.param_groups] == [1.0, 0.1]

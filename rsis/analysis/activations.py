@@ -69,7 +69,7 @@ def encoder_activations(models: dict[str, RSIS], dataset: InstanceDataset, masks
     results = []
     for model in models.values():
         model.eval()
-    for images, targets in tqdm(loader, desc="encoder activations", unit="batch", leave=False):
+    for images, targets in tqdm(loader, desc="encoder activations", unit="batch", leave=False, disable=None):
         per_model = {name: activation_maps(model, images.to(device)) for name, model in models.items()}
         for b, target in enumerate(targets):
             image_id, (h, w) = target["image_id"], target["orig_size"]

@@ -54,16 +54,11 @@ class HungarianMatcher(nn.Module):
         return matches
 
 
-STEP_MATCHINGS = ("fixed", "greedy", "top-down")
-
-
 class StepMatcher:
     """Assigns ground truth to decoder steps one step at a time, during the unroll, and decides the
-    canvas each next step sees. An alternative to the Hungarian matcher (``train.matching``):
-
-    - ``fixed``: step t <-> target t (the dataset sorts targets large-to-small);
-    - ``top-down``: step t <-> the t-th target by the top edge of its box (then the left edge);
-    - ``greedy``: step t <-> the not yet assigned target whose soft IoU with step t's mask is highest.
+    canvas each next step sees: ``train.matching: top-down``, the alternative to the Hungarian
+    matcher. Step t <-> the t-th target by the top edge of its box (then the left edge): one stable
+    order the decoder can learn, known before the step runs.
 
     As with the Hungarian matcher only the first T_g = min(N, T) steps are assigned. ``forcing``
     [B] bool marks the images that are teacher-forced: their next step sees the union of the
@@ -71,18 +66,15 @@ class StepMatcher:
     ``feedback``; afterwards :meth:`matches` gives the assignment in the Hungarian matcher's format.
     """
 
-    def __init__(self, targets: list[dict], mode: str, forcing: torch.Tensor) -> None:
-        if mode not in STEP_MATCHINGS:
-            raise ValueError(f"StepMatcher mode must be one of {STEP_MATCHINGS}, got {mode!r}")
-        self.targets, self.mode, self.forcing = targets, mode, forcing
-        self.order: list[list[int]] = []  # fixed and top-down: the target of each step, per image
+    def __init__(self, targets: list[dict], forcing: torch.Tensor) -> None:
+        self.targets, self.forcing = targets, forcing
+        self.order: list[list[int]] = []  # the target of each step, per image
         for target in targets:
-            n = target["masks"].shape[0]
-            if mode == "top-down" and n:  # by the box's top edge, then its left edge
+            if target["masks"].shape[0]:  # by the box's top edge, then its left edge
                 keys = target["boxes"][:, 1] * 4.0 + target["boxes"][:, 0] / 4.0
                 self.order.append(torch.argsort(keys, stable=True).tolist())
             else:
-                self.order.append(list(range(n)))
+                self.order.append([])
         self.assigned: list[list[int]] = [[] for _ in targets]
         self.truth: torch.Tensor | None = None  # [B, 1, H, W] union of the assigned targets
 
@@ -95,13 +87,7 @@ class StepMatcher:
             masks = target["masks"]  # [N, H, W]
             if step >= masks.shape[0]:
                 continue
-            if self.mode != "greedy":
-                k = self.order[b][step]
-            else:
-                valid = 1.0 - target["ignore"] if "ignore" in target else None
-                iou = soft_iou(mask_logits[b:b + 1].float().sigmoid(), masks, valid)[0]  # [N]
-                iou[self.assigned[b]] = -1.0
-                k = int(iou.argmax())
+            k = self.order[b][step]
             self.assigned[b].append(k)
             if self.forcing[b]:
                 self.truth[b, 0] = torch.maximum(self.truth[b, 0], masks[k].to(own.dtype))

@@ -81,35 +81,31 @@ RESNET_LAYOUTS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBloc
 
 
 class ScaledResNet(torchvision.models.ResNet):
-    """torchvision's ResNet with the width of every stage scaled by ``width / 64`` (the stem keeps
-    its 64 channels), and optionally the last stage's width set on its own (``layer4_width``
-    planes instead of 8 x width). ``width = 64`` and no ``layer4_width`` is torchvision's network."""
+    """torchvision's ResNet with the last stage's width set on its own (``layer4_width`` planes
+    instead of the ResNet's own); the stem and stages 1-3 are torchvision's."""
 
-    def __init__(self, name: str, width: int, layer4_width: int | None = None) -> None:
-        self.width_scale, self.layer4_width, self.stages_built = width / 64, layer4_width, 0
+    def __init__(self, name: str, layer4_width: int) -> None:
+        self.layer4_width, self.stages_built = layer4_width, 0
         block, layers = RESNET_LAYOUTS[name]
         super().__init__(block, layers)
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1,
                     dilate: bool = False) -> nn.Sequential:
         self.stages_built += 1  # torchvision builds layer1..layer4 in order
-        if self.stages_built == 4 and self.layer4_width is not None:
-            return super()._make_layer(block, self.layer4_width, blocks, stride, dilate)
-        return super()._make_layer(block, int(planes * self.width_scale), blocks, stride, dilate)
+        return super()._make_layer(block, self.layer4_width if self.stages_built == 4 else planes, blocks, stride, dilate)
 
 
 class ResNetEncoder(nn.Module):
     """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
 
-    def __init__(self, name: str, output_stride: int = 32, width: int = 64, layer4_width: int | None = None) -> None:
+    def __init__(self, name: str, output_stride: int = 32, layer4_width: int | None = None) -> None:
         super().__init__()
-        if width == 64 and layer4_width is None:
+        if layer4_width is None:
             net = getattr(torchvision.models, name)(weights=None)
         else:
-            net = ScaledResNet(name, width, layer4_width)
-        # output stride 16: layer4 without its stride; 8: layer3 too (same weights, so pretrained files still load)
-        for layer in [net.layer4, net.layer3][:{32: 0, 16: 1, 8: 2}[output_stride]]:
-            block = layer[0]
+            net = ScaledResNet(name, layer4_width)
+        if output_stride == 16:  # layer4 without its stride (same weights, so pretrained files still load)
+            block = net.layer4[0]
             first = block.conv2 if hasattr(block, "conv3") else block.conv1  # the strided conv of the block
             first.stride, block.downsample[0].stride = (1, 1), (1, 1)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)  # stride 2
@@ -245,7 +241,7 @@ class RSIS(nn.Module):
         self.skip_mode = cfg.skip_mode
         self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
         self.backbone = cfg.backbone
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.encoder_width, cfg.layer4_width)  # random: see load_pretrained
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.layer4_width)  # random: see load_pretrained
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(
@@ -271,8 +267,7 @@ class RSIS(nn.Module):
         # Prior-probability init (as RetinaNet's classifier): masks start near p = 0.12 instead of
         # 0.5 everywhere, where the soft-IoU gradient is weak; training leaves this plateau sooner.
         nn.init.constant_(self.mask_head.bias, MASK_PRIOR_LOGIT)
-        pooled = sum(hidden_widths) + {"max": 0, "max+mask": sum(skip_widths),
-                                       "max+encoder": sum(self.encoder.channels)}[cfg.head_pool]
+        pooled = sum(hidden_widths) + (sum(skip_widths) if cfg.head_pool == "max+mask" else 0)
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
@@ -360,9 +355,9 @@ class RSIS(nn.Module):
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
-            if self.head_pool != "max":  # what the step's own mask covers, in every skip level (or encoder block)
+            if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
                 weights = mask.detach().sigmoid()
-                pooled += [mask_pool(s, weights) for s in (skips if self.head_pool == "max+mask" else blocks)]
+                pooled += [mask_pool(s, weights) for s in skips]
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]

@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import shutil
 import stat
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -53,6 +54,9 @@ def fetch(url: str, dest: str | Path, md5: str, timeout: float = 60.0, progress:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
+    if progress and not sys.stderr.isatty():  # no bar in a log: one line per archive instead
+        print(f"downloading {url} -> {dest}" + (f" (resuming after {offset} bytes)" if offset else ""),
+              file=sys.stderr, flush=True)
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -62,7 +66,7 @@ def fetch(url: str, dest: str | Path, md5: str, timeout: float = 60.0, progress:
             total = offset + int(length) if length is not None else None
             with open(part, "ab" if offset else "wb") as out, tqdm(
                     total=total, initial=offset, unit="B", unit_scale=True, desc=f"download {dest.name}",
-                    disable=not progress) as bar:
+                    disable=None if progress else True) as bar:
                 for block in iter(lambda: response.read(CHUNK), b""):
                     out.write(block)
                     bar.update(len(block))

@@ -47,7 +47,7 @@ def write_split(records: Iterable[InstanceRecord], root: Path, split: str, categ
     image_dir = root / split
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    for image_id, record in enumerate(tqdm(records, total=total, desc=f"convert {split}", unit="img"), start=1):
+    for image_id, record in enumerate(tqdm(records, total=total, desc=f"convert {split}", unit="img", disable=None), start=1):
         file_name = f"{split}/{record.name}.png"
         Image.fromarray(record.image).save(root / file_name)
         h, w = record.image.shape[:2]

@@ -83,7 +83,7 @@ def predict(model: RSIS, loader: DataLoader, device: torch.device, cfg: Evaluate
     """Run the model over a loader; return the predicted sequence of every image, in loader order."""
     model.eval()
     sequences = []
-    for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False):
+    for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         outputs = infer(model, images.to(device), cfg)
         sequences += postprocess(outputs, [t["orig_size"] for t in targets], [t["image_id"] for t in targets], cfg)
     return sequences

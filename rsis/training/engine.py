@@ -46,12 +46,12 @@ def forward_with_loss(model: nn.Module, criterion: RSISCriterion, images: torch.
                       steps: int | None, matching: str = "hungarian", forcing: float = 0.0, amp: bool = False,
                       mark: Callable[[str], None] | None = None) -> dict[str, torch.Tensor]:
     """Unroll and compute the unweighted loss terms. ``matching`` hungarian: one assignment after the
-    unroll; greedy | fixed: a StepMatcher assigns during the unroll, and each image is teacher-forced
+    unroll; top-down: a StepMatcher assigns during the unroll, and each image is teacher-forced
     (its canvas built from the matched ground truth) with probability ``forcing``. ``mark("forward")``
     is called between the unroll and the losses (the benchmark times the phases with it)."""
     matcher = None
     if matching != "hungarian":
-        matcher = StepMatcher(targets, matching, torch.rand(images.shape[0]) < forcing)
+        matcher = StepMatcher(targets, torch.rand(images.shape[0]) < forcing)
     with autocast(images.device, amp):
         outputs = model(images, steps=steps, feedback=matcher)
     if mark is not None:
@@ -123,27 +123,20 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
                     device: torch.device, weights: dict[str, float], epoch: int, steps: int, amp: bool = False,
                     channels_last: bool = False, show_progress: bool = True, matching: str = "hungarian",
                     forcing: tuple[float, float] = (0.0, 0.0), grad_clip: float = 0.0,
-                    monitor: SlowdownMonitor | None = None, lr_scale: tuple[float, float] = (1.0, 1.0)
-                    ) -> dict[str, float]:
+                    monitor: SlowdownMonitor | None = None) -> dict[str, float]:
     """Train for one epoch unrolling at most ``steps`` decoder steps; returns the image-weighted mean
     of each loss term and the weighted total (this process's share of the data under DDP).
     ``forcing``: teacher-forcing probability at the epoch's start and end (linear in between).
     ``monitor``: times each step and prints its hint (at most once per epoch) when steps slow down.
-    ``lr_scale``: factor on the optimiser's rates before the first and after the last update (linear in
-    between; the rates are restored at the end)."""
+    The progress bar shows only when ``show_progress`` and stderr is a terminal."""
     model.train()
-    base_rates = [group["lr"] for group in optimizer.param_groups]
     sums: dict[str, float] = defaultdict(float)
     seen = 0
-    progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=not show_progress)
+    progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=None if show_progress else True)
     hinted, tick = False, time.perf_counter()
     for index, (images, targets) in enumerate(progress):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
         p = forcing[0] + (forcing[1] - forcing[0]) * index / max(len(loader), 1)
-        if lr_scale != (1.0, 1.0):
-            scale = lr_scale[0] + (lr_scale[1] - lr_scale[0]) * index / max(len(loader), 1)
-            for group, rate in zip(optimizer.param_groups, base_rates):
-                group["lr"] = rate * scale
         try:
             values, total_value = training_step(model, criterion, optimizer, images, targets, weights,
                                                 steps_for(targets, steps), matching, p, amp, grad_clip)
@@ -162,8 +155,6 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
         if hint and not hinted:
             tqdm.write(f"warning: {hint}", file=sys.stderr)
             hinted = True
-    for group, rate in zip(optimizer.param_groups, base_rates):
-        group["lr"] = rate
     return {k: v / seen for k, v in sums.items()}
 
 
@@ -176,7 +167,7 @@ def validation_loss(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
     model.eval()
     sums: dict[str, float] = defaultdict(float)
     seen = 0
-    for images, targets in tqdm(loader, desc="validate", unit="batch", leave=False):
+    for images, targets in tqdm(loader, desc="validate", unit="batch", leave=False, disable=None):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
         losses = forward_with_loss(model, criterion, images, targets, steps, matching, 0.0, amp)
         n = images.shape[0]

@@ -174,16 +174,14 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         epoch_start = time.perf_counter()
         weights = schedule.loss_weights(state, base_weights)
         lr_encoder, lr_decoder = schedule.learning_rates(epoch, cfg.lr_encoder, cfg.lr_decoder, cfg.lr_decay_epochs,
-                                                         state.encoder_on, cfg.lr_schedule)
+                                                         state.encoder_on)
         optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = lr_encoder, lr_decoder
-        scales = schedule.lr_scale(epoch, cfg.epochs, cfg.lr_decay_epochs, cfg.lr_schedule)  # within the epoch
         sampler.set_epoch(epoch)  # the shuffle of epoch e depends on (seed, e) only
         torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + dist.rank)  # augmentation randomness likewise
         train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch, state.steps,
                                 amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main,
                                 matching=cfg.matching, forcing=teacher_forcing(epoch, cfg.teacher_forcing_epochs),
-                                grad_clip=cfg.grad_clip, monitor=monitor,
-                                lr_scale=scales)
+                                grad_clip=cfg.grad_clip, monitor=monitor)
         train = distributed.mean_over_processes(dist, train, len(sampler))  # the whole batch's loss under DDP
         val = None
         if dist.is_main:
@@ -196,7 +194,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
 
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
                **{f"val_{k}": v for k, v in val.items()},
-               "lr_encoder": lr_encoder * scales[0], "lr_decoder": lr_decoder * scales[0],  # at the epoch's first update
+               "lr_encoder": lr_encoder, "lr_decoder": lr_decoder,
                "steps": state.steps, "class_on": int(state.class_on), "stop_on": int(state.stop_on),
                "encoder_on": int(state.encoder_on), "epoch_seconds": time.perf_counter() - epoch_start}
         rows.append(row)

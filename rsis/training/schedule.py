@@ -141,26 +141,7 @@ def loss_weights(state: ScheduleState, weights: dict[str, float]) -> dict[str, f
 
 
 def learning_rates(epoch: int, base_encoder: float, base_decoder: float, decay_epochs: tuple[int, ...],
-                   encoder_on: bool, mode: str = "step") -> tuple[float, float]:
-    """(encoder lr, decoder lr) for an epoch: step: x0.1 at each decay epoch reached; linear: the base
-    rates (:func:`lr_scale` lowers them within the epochs); 0 for a frozen encoder."""
-    factor = 0.1 ** sum(epoch >= e for e in decay_epochs) if mode == "step" else 1.0
+                   encoder_on: bool) -> tuple[float, float]:
+    """(encoder lr, decoder lr) for an epoch: x0.1 at each decay epoch reached; 0 for a frozen encoder."""
+    factor = 0.1 ** sum(epoch >= e for e in decay_epochs)
     return (base_encoder * factor if encoder_on else 0.0), base_decoder * factor
-
-
-def lr_scale(epoch: int, epochs: int, decay_epochs: tuple[int, ...], mode: str = "step") -> tuple[float, float]:
-    """The factor on the epoch's rates at its first and after its last update (the engine interpolates
-    per update). step: (1, 1). linear: 1 until the first decay epoch (epoch 0 when there is none), then
-    falling linearly to 0 at the end of training, as Li, Yumer & Ramanan ("Budgeted Training", ICLR
-    2020) recommend for a budget fixed in advance; on this model it measured below ``step`` (README,
-    row S1)."""
-    if mode == "step":
-        return 1.0, 1.0
-    start = min(decay_epochs, default=0)
-    if start >= epochs:
-        return 1.0, 1.0
-
-    def at(e: float) -> float:
-        return min(1.0, max(0.0, (epochs - e) / (epochs - start)))
-
-    return at(epoch), at(epoch + 1)
