@@ -49,6 +49,7 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, dataset_name: str, split: 
         raise ValueError(f"{paths.data}/{split}.json has {dataset.num_classes - 1} categories but the checkpoint "
                          f"was trained with {state['num_classes'] - 1}")
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+    print(f"predict {split}: {len(dataset)} images with {checkpoint} (epoch {state['epoch']})", flush=True)
     sequences = predict(model, loader, device_t, cfg, desc=f"predict {split}")
     write_json(paths.predictions, predictions_document(dataset, sequences))
     ground_truth = load_ground_truth(annotation_file(paths.data, split))
