@@ -105,14 +105,18 @@ def main() -> None:
 
 
 def render(folder: Path = ROOT / "bench") -> None:
-    """RESULTS.md from results.json and, where they exist, throughput.json (bench/throughput.py) and
-    queue.json (bench/dvc_queue.py): each bench script rewrites only its own JSON, then renders."""
+    """RESULTS.md from results.json and, where they exist, throughput.json (bench/throughput.py),
+    queue.json (bench/dvc_queue.py) and speedup*.json (bench/speedup.py): each bench script rewrites
+    only its own JSON, then renders."""
     document = json.loads((folder / "results.json").read_text())
     text = report(document)
     if (folder / "throughput.json").exists():
         text += throughput_report(json.loads((folder / "throughput.json").read_text()))
     if (folder / "queue.json").exists():
         text += queue_report(json.loads((folder / "queue.json").read_text()))
+    for name in ("speedup.json", "speedup_pin.json"):
+        if (folder / name).exists():
+            text += speedup_report(json.loads((folder / name).read_text()), name)
     (folder / "RESULTS.md").write_text(text)
 
 
@@ -126,6 +130,37 @@ def throughput_report(document: dict) -> str:
         lines.append(f"| {r['config']} | {r['threads']} | {r['adam']} | {r.get('kernels', 'native')} | "
                      f"{r['seconds_per_step']} | {r['images_per_s']} | {r.get('note', '')} |")
     return "\n".join(lines) + "\n"
+
+
+def speedup_report(d: dict, name: str) -> str:
+    """bench/speedup.py's side-by-side run, and the new side's FLOP account."""
+    old, new, acc = d["old"], d["new"], d["new_step_account"]
+    side = lambda r: (f"`{r['revision'][:12]}{'+changes' if r['revision'].endswith('+changes') else ''}`, "
+                      f"{r['kernels']} kernels, channels_last {r['channels_last']}")
+    lines = ["", f"## Old and new default training step side by side (`python bench/speedup.py ... --out bench/{name}`)",
+             "", f"One run, {d['batches_timed']} timed batches per side taking turns, {old['threads']} threads, "
+             f"{d['wall_s']} s wall; medians.", "",
+             "| side | step | s/step | train img/s |", "|---|---|---|---|",
+             f"| old | {side(old)} | {old['seconds_per_step']} | {old['images_per_s']} |",
+             f"| new | {side(new)} | {new['seconds_per_step']} | {new['images_per_s']} |", "",
+             f"**Ratio new / old: {d['ratio']}x** images/s (per batch: median {d['ratio_per_batch']['median']}, "
+             f"min {d['ratio_per_batch']['min']}, max {d['ratio_per_batch']['max']}). Same weights after the "
+             f"same batches: {'yes' if d['same_weights_after_training'] else 'no'}.", "",
+             f"FLOP account of the new step (mean of {ACCOUNT_BATCHES} batches): **{acc['gflop_per_step']} GFLOP/step** "
+             f"({', '.join(f'{k} {v}' for k, v in acc['gflop_by_operator'].items() if v >= 0.01)}), "
+             f"{acc['seconds_per_step_profiled']} s/step under the profiler: **{acc['achieved_gflop_s']} GFLOP/s "
+             f"achieved**, convolutions alone {acc['convolution_gflop_s']} GFLOP/s, against "
+             f"{acc['sgemm_2048_gflop_s']} GFLOP/s measured for a 2048x2048 fp32 matrix multiply on the same cores "
+             f"(the practical peak). {acc['aten_calls_per_step']} ATen calls per step (nested included); the data "
+             f"loader (augmented, in the training process) takes {acc['loading_seconds_per_batch']} s per batch.", "",
+             "| where the step's time goes | s/step | share |", "|---|---|---|"]
+    total = acc["seconds_per_step_profiled"]
+    for kind, seconds in acc["seconds_by_kind"].items():
+        lines.append(f"| {kind} | {seconds} | {100 * seconds / total:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
+ACCOUNT_BATCHES = 3  # bench/speedup.py ACCOUNT
 
 
 def queue_report(row: dict) -> str:

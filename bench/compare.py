@@ -27,7 +27,7 @@ from rsis.core.criterion import RSISCriterion
 from rsis.core.matcher import HungarianMatcher
 from rsis.core.model import RSIS
 from rsis.datasets.dataset import InstanceDataset, collate
-from rsis.training.engine import prepare_images, steps_for, to_device, training_step
+from rsis.training.engine import place_model, prepare_images, steps_for, to_device, training_step
 
 
 def sync(device: torch.device) -> None:
@@ -134,16 +134,14 @@ PHASES = ("forward", "matching", "losses", "backward_and_adam")
 
 class Trainer:
     """One model, optimizer and criterion for a variant of the training step, timing its phases
-    (PHASES). ``unroll(targets, max_steps)`` gives the decoder steps to run; ``amp`` and
-    ``channels_last`` apply on CUDA only, as in training."""
+    (PHASES). ``unroll(targets, max_steps)`` gives the decoder steps to run; ``amp`` applies on CUDA
+    only and ``channels_last`` on every device, as in training."""
 
     def __init__(self, model_cfg, num_classes: int, device: torch.device, matcher: HungarianMatcher, unroll,
                  weights: dict, amp: bool = False, channels_last: bool = False) -> None:
         torch.manual_seed(0)
-        self.model = RSIS(model_cfg, num_classes).to(device).train()
-        self.channels_last = channels_last and device.type == "cuda"
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        self.model = place_model(RSIS(model_cfg, num_classes), device, channels_last).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
         self.matcher, self.criterion = matcher, RSISCriterion(matcher)
         self.device, self.unroll, self.weights, self.amp = device, unroll, weights, amp

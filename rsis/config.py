@@ -302,7 +302,7 @@ class TrainConfig:
     num_workers: int
     device: Literal["auto", "cpu", "cuda"]
     amp: bool  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool  # channels_last memory format on CUDA (ignored on CPU)
+    channels_last: bool  # channels_last memory format (CPU and CUDA)
     launcher: Literal["none", "torchrun"]  # torchrun: DDP over nproc_per_node processes
     nproc_per_node: int
     resume: bool  # continue from <models>/last.pt when it was written with the same config

@@ -135,3 +135,33 @@ def test_ablation_workers_train_on_the_params_of_the_start(tmp_path, monkeypatch
     assert paper["train"]["epochs"] == default["train"]["epochs"] == 3
     assert paper["model"]["canvas"] is False and default["model"]["canvas"] is True
     assert ablation.sections(paper)["train"].epochs == 3
+
+
+def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
+    """bench/speedup.py's JSON renders as the old/new table, the ratio and where the new step's time goes."""
+    import json
+
+    import bench
+
+    (tmp_path / "results.json").write_text(json.dumps({"machine": {}, "results": [], "inference_vs_maskrcnn": [],
+                                                       "training_step_vs_original": [], "data_loading": [],
+                                                       "repro_stages": []}))
+    side = {"batch": 16, "threads": 2, "kernels": "AVX2", "weights_sha256": "ab"}
+    (tmp_path / "speedup.json").write_text(json.dumps({
+        "batches_timed": 20, "wall_s": 60.0, "ratio": 1.2, "same_weights_after_training": False,
+        "ratio_per_batch": {"median": 1.19, "min": 1.0, "max": 1.4},
+        "old": {**side, "revision": "a" * 40, "channels_last": False, "seconds_per_step": 0.48, "images_per_s": 33.3},
+        "new": {**side, "revision": "b" * 40 + "+changes", "channels_last": True, "seconds_per_step": 0.4,
+                "images_per_s": 40.0},
+        "new_step_account": {"gflop_per_step": 20.0, "gflop_by_operator": {"convolution": 7.0,
+                                                                           "convolution_backward": 13.0},
+                             "seconds_per_step_profiled": 0.5, "aten_calls_per_step": 9000,
+                             "seconds_by_kind": {"convolution forward": 0.1, "convolution backward": 0.15,
+                                                 "other operators (elementwise, cat, copies, indexing)": 0.25},
+                             "achieved_gflop_s": 40.0, "convolution_gflop_s": 80.0, "sgemm_2048_gflop_s": 150.0,
+                             "loading_seconds_per_batch": 0.01}}))
+    bench.render(tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert f"| new | `{'b' * 12}+changes`, AVX2 kernels, channels_last True | 0.4 | 40.0 |" in text
+    assert "**Ratio new / old: 1.2x**" in text and "**20.0 GFLOP/step**" in text
+    assert "| convolution backward | 0.15 | 30% |" in text

@@ -66,3 +66,32 @@ def test_the_slowdown_monitor_hints_at_contention_only_when_steps_slow_down():
     hints = [monitor.step(1.2) for _ in range(5)]
     assert hints[:4] == [None] * 4 and "4.0x slower" in hints[4] and "CPU cores" in hints[4]
     assert [monitor.step(0.5) for _ in range(5)][-1] is None  # 1.7x: within what load varies
+
+
+def test_channels_last_on_cpu_trains_the_same_function(data_cfg, tiny_paths, tiny_model_cfg):
+    """train.channels_last (the default) on a CPU: weights and inputs in the NHWC layout, and one
+    training step gives the NCHW step's loss and gradients up to float rounding."""
+    from rsis.core.criterion import RSISCriterion, weighted_total
+    from rsis.core.model import RSIS
+    from rsis.datasets.dataset import InstanceDataset, collate
+    from rsis.training.engine import forward_with_loss, place_model, prepare_images
+
+    convert(data_cfg, tiny_paths.data)
+    dataset = InstanceDataset(tiny_paths.data, "train", tiny_model_cfg.input_size, 6)
+    images, targets = collate([dataset[i] for i in range(4)])
+    cpu = torch.device("cpu")
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = place_model(RSIS(tiny_model_cfg, dataset.num_classes), cpu, channels_last)
+        conv = next(p for p in model.parameters() if p.dim() == 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        losses = forward_with_loss(model, RSISCriterion(), prepare_images(images, cpu, channels_last), targets, 6)
+        total = weighted_total(losses, {"mask": 1.0, "cls": 1.0, "stop": 0.5, "box": 0.5})
+        total.backward()
+        results.append((float(total), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (nchw, nchw_grads), (nhwc, nhwc_grads) = results
+    assert abs(nhwc - nchw) < 1e-4 * abs(nchw)
+    assert len(nchw_grads) == len(nhwc_grads)
+    for a, b in zip(nchw_grads, nhwc_grads):
+        assert (a - b).norm() <= 1e-3 * a.norm() + 1e-7, (a - b).abs().max()

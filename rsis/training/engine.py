@@ -35,9 +35,17 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
+def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """``model`` on ``device``, in the channels_last memory format when asked (``train.channels_last``):
+    on a CPU too, where oneDNN's convolutions then skip a layout reorder of every input and gradient
+    (bench/speedup.py measures the default step against the NCHW one: bench/RESULTS.md)."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def prepare_images(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     images = images.to(device, non_blocking=True)
-    if channels_last and device.type == "cuda":
+    if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images
 

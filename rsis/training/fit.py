@@ -37,7 +37,7 @@ from rsis.files import atomic_path
 from rsis.reproducible import process_threads
 from rsis.runtime import git_revision, seed_everything, select_device
 from rsis.training import distributed, schedule
-from rsis.training.engine import SlowdownMonitor, train_one_epoch, validation_loss
+from rsis.training.engine import SlowdownMonitor, place_model, train_one_epoch, validation_loss
 
 HISTORY_FILE = "train_history.csv"  # = PathsConfig.history
 
@@ -143,9 +143,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
     seed_everything(cfg.seed)
     train_loader, val_loader, sampler = build_loaders(paths, model_cfg, cfg, dist)
     num_classes = train_loader.dataset.num_classes
-    net = initial_model(model_cfg, num_classes, cfg.seed).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = place_model(initial_model(model_cfg, num_classes, cfg.seed), device, cfg.channels_last)
     optimizer = build_optimizer(net, cfg)
     criterion = RSISCriterion(head_targets=cfg.head_targets)
     base_weights = to_dict(cfg.loss_weights)
