@@ -137,7 +137,8 @@ def speedup_report(d: dict, name: str) -> str:
     old, new, acc = d["old"], d["new"], d["new_step_account"]
     side = lambda r: (f"`{r['revision'][:12]}{'+changes' if r['revision'].endswith('+changes') else ''}`, "
                       f"{r['kernels']} kernels, channels_last {r['channels_last']}")
-    lines = ["", f"## Old and new default training step side by side (`python bench/speedup.py ... --out bench/{name}`)",
+    title = SPEEDUP_TITLES.get(name, "Two default training steps side by side")
+    lines = ["", f"## {title} (`python bench/speedup.py ... --out bench/{name}`)",
              "", f"One run, {d['batches_timed']} timed batches per side taking turns, {old['threads']} threads, "
              f"{d['wall_s']} s wall; medians.", "",
              "| side | step | s/step | train img/s |", "|---|---|---|---|",
@@ -161,6 +162,9 @@ def speedup_report(d: dict, name: str) -> str:
 
 
 ACCOUNT_BATCHES = 3  # bench/speedup.py ACCOUNT
+SPEEDUP_TITLES = {"speedup.json": "Old and new default training step side by side",
+                  "speedup_pin.json": "What train.reproducible's AVX2 pin costs: one commit, pinned (old) against "
+                                      "native kernels (new, `--native new`)"}
 
 
 def queue_report(row: dict) -> str:
