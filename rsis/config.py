@@ -339,9 +339,18 @@ class EvaluateConfig:
     # logit += seed_scale * (seed_radius - squared embedding distance to the step's seed pixel)
     seed_scale: float | None = None
     seed_radius: float | None = None
+    # confidence intervals by bootstrap over test images (rsis/evaluation/bootstrap.py); 0 resamples = none
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
         _check_positive(self, "batch_size")
+        if self.bootstrap_resamples < 0 or self.bootstrap_resamples == 1:
+            raise ConfigError(f"evaluate.bootstrap_resamples must be 0 (no intervals) or at least 2, "
+                              f"got {self.bootstrap_resamples}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"evaluate.confidence must be in (0, 1), got {self.confidence}")
         for name in ("stop_threshold", "mask_threshold", "min_area_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -45,7 +45,7 @@ def evaluate_with_classes(ground_truth: COCO, detections: list[dict], iou_type: 
     present = {a["category_id"] for a in ground_truth.loadAnns(ground_truth.getAnnIds()) if not a["iscrowd"]}
     if not detections:
         return dict.fromkeys(keys, 0.0), ({} if class_agnostic else {names[c]: 0.0 for c in sorted(present)})
-    evaluator = _run(ground_truth, detections, iou_type, use_cats=not class_agnostic)  # loadRes copies the dicts
+    evaluator = run_cocoeval(ground_truth, detections, iou_type, use_cats=not class_agnostic)  # loadRes copies the dicts
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator.summarize()
     precision = evaluator.eval["precision"]  # [IoU, recall, class, area, maxDets]
@@ -64,8 +64,9 @@ def evaluate_with_classes(ground_truth: COCO, detections: list[dict], iou_type: 
     return metrics, per_class
 
 
-def _run(ground_truth: COCO, detections: list[dict], iou_type: str, use_cats: bool,
-         configure=None) -> COCOeval:
+def run_cocoeval(ground_truth: COCO, detections: list[dict], iou_type: str, use_cats: bool,
+                 configure=None) -> COCOeval:
+    """COCOeval evaluated and accumulated, quietly; ``configure(params)`` may change its parameters first."""
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = COCOeval(ground_truth, ground_truth.loadRes([dict(d) for d in detections]), iouType=iou_type)
         evaluator.params.useCats = int(use_cats)
@@ -76,6 +77,14 @@ def _run(ground_truth: COCO, detections: list[dict], iou_type: str, use_cats: bo
     return evaluator
 
 
+def recall_params(ious: tuple[float, ...], max_dets: tuple[int, ...]):
+    """COCOeval parameters for :func:`proposal_recall`: recall at these IoUs and detection counts."""
+    def configure(params) -> None:
+        params.iouThrs = np.array(ious, dtype=float)
+        params.maxDets = list(max_dets)
+    return configure
+
+
 def proposal_recall(ground_truth: COCO, detections: list[dict], ious: tuple[float, ...] = (0.5, 0.7, 0.85),
                     max_dets: tuple[int, ...] = (10, 50)) -> dict[str, float]:
     """Class-agnostic average recall of the masks as proposals (the paper's AR@10/AR@50 at IoU
@@ -84,11 +93,8 @@ def proposal_recall(ground_truth: COCO, detections: list[dict], ious: tuple[floa
     if not detections:
         return dict.fromkeys(keys, 0.0)
 
-    def configure(params) -> None:
-        params.iouThrs = np.array(ious, dtype=float)
-        params.maxDets = list(max_dets)
-
-    recall = _run(ground_truth, detections, "segm", use_cats=False, configure=configure).eval["recall"]  # [T,K,A,M]
+    recall = run_cocoeval(ground_truth, detections, "segm", use_cats=False,
+                          configure=recall_params(ious, max_dets)).eval["recall"]  # [T,K,A,M]
     out = {}
     for mi, m in enumerate(max_dets):
         for ti, t in enumerate(ious):

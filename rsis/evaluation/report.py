@@ -18,6 +18,8 @@ CVPPP = [("SBD", ("cvppp", "SBD_mean"), 70.6), ("SBD std", ("cvppp", "SBD_std"),
 CITYSCAPES = [("AP (official cityscapesscripts)", ("cityscapes", "AP"), 5.8),
               ("AP50 (official cityscapesscripts)", ("cityscapes", "AP50"), 13.8)]
 
+INTERVAL_KEYS = {"AP@0.5": "AP50"}  # the row's key -> its key under "intervals" (rsis/evaluation/bootstrap.py)
+
 BENCHMARKS = {
     "voc": ("Pascal VOC 2012 val", PASCAL, ""),
     "shapes": ("the synthetic shapes test split, Pascal protocol", PASCAL,
@@ -48,10 +50,17 @@ def paper_comparison(dataset: str, metrics: dict[str, Any]) -> str:
              f"checkpoint epoch: {metrics.get('checkpoint_epoch', '?')}.", ""]
     if note:
         lines += [note, ""]
-    lines += ["| metric | this run | paper (RSIS, ResNet-101) |", "|---|---|---|"]
+    intervals = metrics.get("intervals", {})
+    if intervals:
+        lines += [f"Intervals: {100 * intervals['confidence']:g}% percentile bootstrap over the test images "
+                  f"({intervals['resamples']} resamples): how far the metric would move on another test sample "
+                  "of the same size, not across training seeds.", ""]
+    lines += ["| metric | this run | interval | paper (RSIS, ResNet-101) |", "|---|---|---|---|"]
     for label, path, paper in rows:
-        value = _lookup(metrics, path)
         # AP and recall are stored in [0, 1] and reported in % like the paper; counts as they are
-        shown = "n/a" if value is None else (f"{value:.2f}" if "DiC" in label else f"{100 * value:.1f}")
-        lines.append(f"| {label} | {shown} | {paper} |")
+        def show(value: float | None) -> str:
+            return "n/a" if value is None else (f"{value:.2f}" if "DiC" in label else f"{100 * value:.1f}")
+        bounds = intervals.get(path[0], {}).get(INTERVAL_KEYS.get(path[1], path[1]))
+        span = f"{show(bounds['low'])}-{show(bounds['high'])}" if bounds else "n/a"
+        lines.append(f"| {label} | {show(_lookup(metrics, path))} | {span} | {paper} |")
     return "\n".join(lines) + "\n"

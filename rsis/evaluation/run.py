@@ -18,6 +18,7 @@ from rsis.datasets import cityscapes
 from rsis.datasets.dataset import InstanceDataset, collate
 from rsis.datasets.format import CHALLENGE, annotation_file
 from rsis.evaluation import cityscapes as cityscapes_eval
+from rsis.evaluation.bootstrap import bootstrap_intervals
 from rsis.evaluation.coco import evaluate_segm, evaluate_with_classes, load_ground_truth, proposal_recall
 from rsis.evaluation.inference import PredictedInstance, predict, to_coco_detections
 from rsis.evaluation.leaf_metrics import image_scores, label_map, save_label_map, summarize
@@ -69,9 +70,15 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, dataset_name: str, split: 
                 raise FileNotFoundError(f"official Cityscapes evaluation: {missing[0]} not found "
                                         f"({len(missing)} of {len(gt_files)} ground-truth files missing under {paths.raw})")
             extra["cityscapes"] = cityscapes_eval.evaluate(gt_files, sequences, names, out / "cityscapes")
-    if dataset_name in LEAF_DATASETS:
-        extra["cvppp"] = leaf_scores(ground_truth, dataset, maps)
+    per_image_leaf = leaf_image_scores(ground_truth, dataset, maps) if dataset_name in LEAF_DATASETS else None
+    if per_image_leaf is not None:
+        extra["cvppp"] = summarize(list(per_image_leaf.values()))
     metrics = {**score(ground_truth, sequences, dataset), **extra, "checkpoint_epoch": state["epoch"]}
+    if cfg.bootstrap_resamples:
+        print(f"bootstrap: {cfg.bootstrap_resamples} resamples of the {len(dataset)} {split} images", flush=True)
+        metrics["intervals"] = bootstrap_intervals(
+            ground_truth, *scored_detections(ground_truth, sequences, dataset), leaf_scores=per_image_leaf,
+            resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed, confidence=cfg.confidence)
     beyond = beyond_reach(dataset, model.max_steps)
     metrics["counts"].update(beyond)
     if beyond["gt_beyond_max_steps"]:
@@ -92,9 +99,7 @@ def beyond_reach(dataset: InstanceDataset, steps: int) -> dict[str, int]:
 def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset: InstanceDataset) -> dict[str, Any]:
     """COCO segm AP (per class and class-agnostic), bbox AP, per-class AP50, proposal recall and
     counts of ``sequences`` (one per image of ``dataset``, in order) against ``ground_truth``."""
-    scored = without_ignored_pixels(ground_truth, sequences)
-    detections = to_coco_detections(scored, dataset.num_classes)
-    proposals = to_coco_detections(scored, dataset.num_classes, class_agnostic=True)
+    detections, proposals = scored_detections(ground_truth, sequences, dataset)
     bbox = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, iou_type="bbox"),
                          iou_type="bbox")
     n_pred = sum(len(s) for s in sequences)
@@ -105,6 +110,15 @@ def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset:
             "segm_per_class_AP50": per_class,
             "proposals": proposal_recall(ground_truth, proposals),
             "counts": {"images": len(dataset), "predicted_instances": n_pred, "gt_instances": n_gt}}
+
+
+def scored_detections(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset: InstanceDataset
+                      ) -> tuple[list[dict], list[dict]]:
+    """The COCO detections segm AP scores (per class) and the class-agnostic proposals (one per mask),
+    with ignore-region pixels removed."""
+    scored = without_ignored_pixels(ground_truth, sequences)
+    return (to_coco_detections(scored, dataset.num_classes),
+            to_coco_detections(scored, dataset.num_classes, class_agnostic=True))
 
 
 def without_ignored_pixels(ground_truth: COCO, sequences: list[list[PredictedInstance]]
@@ -142,11 +156,12 @@ def write_instance_maps(folder: str | Path, dataset: InstanceDataset, sequences:
     return maps
 
 
-def leaf_scores(ground_truth: COCO, dataset: InstanceDataset, maps: list[np.ndarray]) -> dict[str, float]:
-    """CVPPP SBD, DiC, |DiC| and foreground Dice (mean, std) of the predicted label maps."""
-    per_image = []
+def leaf_image_scores(ground_truth: COCO, dataset: InstanceDataset, maps: list[np.ndarray]
+                      ) -> dict[int, dict[str, float]]:
+    """Per image id, CVPPP SBD, DiC, |DiC| and foreground Dice of its predicted label map."""
+    per_image = {}
     for info, pred in zip(dataset.images, maps):
         anns = [a for a in ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=[info["id"]])) if not a["iscrowd"]]
         gt = label_map([ground_truth.annToMask(a).astype(bool) for a in anns], pred.shape)
-        per_image.append(image_scores(pred, gt))
-    return summarize(per_image)
+        per_image[info["id"]] = image_scores(pred, gt)
+    return per_image
