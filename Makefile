@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv repro test test-fast bench time-to-accuracy gpu-check ui clean
+.PHONY: venv repro test test-fast bench seeds time-to-accuracy gpu-check ui clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	python bench/bench.py
+
+seeds: $(STAMP)   # the default retrained with train.seed 0, 1, 2 as DVC experiments (~40 min on 2 cores): bench/SEEDS.md
+	python bench/seeds.py
 
 time-to-accuracy: $(STAMP)   # RSIS vs Mask R-CNN, same data and CPU budget (~1 hour): bench/TIME_TO_ACCURACY_*.md
 	python bench/time_to_accuracy.py --every 3

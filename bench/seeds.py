@@ -1,0 +1,164 @@
+"""Seed spread: the committed recipe retrained with several ``train.seed`` values, as DVC experiments.
+
+    make seeds                                        # seeds 0 1 2, two at a time, one thread each
+    python bench/seeds.py --seeds 0 1 2 3 4 --jobs 2
+    python bench/seeds.py --table-only                # redo the table from experiments already run
+
+Each seed is queued as ``dvc exp run --queue -n seed-<S> -S train.seed=<S> -S train.threads=<T>``
+(T = cores / jobs) and the queue runs ``--jobs`` at a time (``dvc queue start -j``), outside the
+workspace: params.yaml, dvc.lock and metrics/ are left as they are. Each experiment retrains,
+evaluates and analyses (convert comes from the run cache). The metrics are read back from the
+experiments' git refs and written as bench/seeds.csv (one row per seed) and bench/SEEDS.md (the
+rows, then mean, std, min and max, and the test sample's bootstrap interval for comparison).
+
+Read a `dvc metrics diff` against both numbers: the bootstrap interval in metrics/evaluate.json
+says how much a metric moves on another test sample for the same model; the seed std here says how
+much retraining the same recipe moves it. A change between commits smaller than either is noise.
+The threads differ from the committed run (1 instead of 2), so seed 0 here is another sample of
+the recipe, not the committed bits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# (column, file in an experiment, path in the file)
+COLUMNS = [("AP50", "metrics/evaluate.json", ("segm", "AP50")),
+           ("agnostic_AP50", "metrics/evaluate.json", ("segm_class_agnostic", "AP50")),
+           ("AR@10@0.5", "metrics/evaluate.json", ("proposals", "AR@10@0.5")),
+           ("AP", "metrics/evaluate.json", ("segm", "AP")),
+           ("best_val_loss", "metrics/train.json", ("best_val_loss",)),
+           ("train_seconds", "metrics/train.json", ("train_seconds",))]
+SUMMARISED = ("AP50", "agnostic_AP50", "AR@10@0.5", "AP", "best_val_loss")
+
+
+def _run(*args: str) -> str:
+    out = subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def name(seed: int) -> str:
+    return f"seed-{seed}"
+
+
+def queue(seeds: list[int], jobs: int, baseline: str, poll_s: float = 10.0) -> float:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    start = time.perf_counter()
+    for seed in seeds:
+        _run("dvc", "exp", "run", "--queue", "-f", "-n", name(seed),
+             "-S", f"train.seed={seed}", "-S", f"train.threads={threads}")
+    print(f"queued {len(seeds)} experiments (train.threads={threads}); dvc queue start -j {jobs}", flush=True)
+    _run("dvc", "queue", "start", "-j", str(jobs))
+    done: set[str] = set()
+    while True:
+        status = _run("dvc", "queue", "status")
+        if "Failed" in status:
+            sys.exit(f"a queued experiment failed:\n{status}\nsee `dvc queue logs <task>`")
+        finished = {name(s) for s in seeds if _ref(name(s), baseline) is not None}
+        for exp in sorted(finished - done):
+            print(f"{exp} finished after {time.perf_counter() - start:.0f} s", flush=True)
+        done = finished
+        if "Queued" not in status and "Running" not in status:
+            return time.perf_counter() - start
+        time.sleep(poll_s)
+
+
+def _ref(exp: str, baseline: str) -> str | None:
+    """The git ref of experiment ``exp`` queued on commit ``baseline``, None before it has finished."""
+    ref = f"refs/exps/{baseline[:2]}/{baseline[2:]}/{exp}"
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], cwd=ROOT, capture_output=True)
+    return ref if found.returncode == 0 else None
+
+
+def collect(seeds: list[int], baseline: str) -> list[dict]:
+    rows = []
+    for seed in seeds:
+        ref = _ref(name(seed), baseline)
+        if ref is None:
+            sys.exit(f"bench/seeds.py: no experiment {name(seed)} on commit {baseline}: run without --table-only")
+        files = {f: json.loads(_run("git", "show", f"{ref}:{f}")) for f in {c[1] for c in COLUMNS}}
+        row: dict = {"seed": seed}
+        for column, file, path in COLUMNS:
+            value = files[file]
+            for key in path:
+                value = value[key]
+            row[column] = value
+        intervals = files["metrics/evaluate.json"].get("intervals", {})
+        for column, _, path in COLUMNS[:3]:
+            bounds = intervals.get(path[0], {}).get(path[1])
+            row[f"{column}_ci"] = f"{bounds['low']:.3f}-{bounds['high']:.3f}" if bounds else ""
+        rows.append(row)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict[str, dict[str, float]]:
+    out = {}
+    for column in SUMMARISED:
+        values = [float(r[column]) for r in rows]
+        out[column] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                       "min": min(values), "max": max(values)}
+    return out
+
+
+def markdown(rows: list[dict], wall_s: float | None, jobs: int, commit: str) -> str:
+    stats = summary(rows)
+    lines = ["# Seed spread of the default recipe", "",
+             f"`make seeds` (bench/seeds.py) on commit {commit}: the committed params.yaml with `train.seed` "
+             f"{', '.join(str(r['seed']) for r in rows)}, one DVC experiment each, {jobs} at a time with one "
+             "thread each on a 2-core CPU" + (f"; {wall_s:.0f} s wall for all of them." if wall_s else "."),
+             "Test split (200 images); the interval columns are each run's own 95% bootstrap interval over test "
+             "images (metrics/evaluate.json `intervals`).", "",
+             "| seed | AP50 | interval | class-agnostic AP50 | interval | AR@10@0.5 | interval | AP | "
+             "best val loss | train s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {r['AP50']:.3f} | {r['AP50_ci']} | {r['agnostic_AP50']:.3f} | "
+                     f"{r['agnostic_AP50_ci']} | {r['AR@10@0.5']:.3f} | {r['AR@10@0.5_ci']} | {r['AP']:.3f} | "
+                     f"{r['best_val_loss']:.3f} | {r['train_seconds']:.0f} |")
+    for stat in ("mean", "std", "min", "max"):
+        lines.append(f"| **{stat}** | {stats['AP50'][stat]:.3f} | | {stats['agnostic_AP50'][stat]:.3f} | | "
+                     f"{stats['AR@10@0.5'][stat]:.3f} | | {stats['AP'][stat]:.3f} | "
+                     f"{stats['best_val_loss'][stat]:.3f} | |")
+    lines += ["", "How to read a `dvc metrics diff` with these: a test-metric change between two commits is "
+              "evidence only when it is larger than both the seed std above (retraining noise) and the "
+              "bootstrap half-width of `intervals` in metrics/evaluate.json (test-sample noise); otherwise "
+              "rerun both sides over several seeds (`python bench/seeds.py --seeds ...` on each commit) and "
+              "compare the means.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="experiments at a time (threads each: cores / jobs)")
+    parser.add_argument("--table-only", action="store_true", help="only read the finished experiments back")
+    parser.add_argument("--baseline", default="HEAD", help="--table-only: the commit the experiments ran on")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "SEEDS.md")
+    args = parser.parse_args()
+    if len(set(args.seeds)) < 2:
+        sys.exit("bench/seeds.py: --seeds needs at least two different seeds for a spread")
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # queue workers spawn dvc
+    baseline = _run("git", "rev-parse", args.baseline).strip()  # fixed now: a commit meanwhile changes HEAD
+    wall = None if args.table_only else queue(args.seeds, args.jobs, baseline)
+    rows = collect(args.seeds, baseline)
+    commit = baseline[:7]
+    with open(args.out.with_name("seeds.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    args.out.write_text(markdown(rows, wall, args.jobs, commit))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
