@@ -47,4 +47,4 @@ ui: $(STAMP)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf data models outputs dvc_plots mlruns mlflow.db
+	rm -rf data models outputs dvc_plots mlruns mlflow.db mlflow.db.lock

@@ -68,7 +68,8 @@ def stage_run(stage: str, params: Mapping[str, Any], root: Path | None = None) -
 
     root = root or project_root()
     mlflow.set_tracking_uri(tracking_uri(root))
-    experiment_id = _experiment_id(mlflow, root)
+    with _store_lock(root):  # the first connection creates the schema: one process at a time
+        experiment_id = _experiment_id(mlflow, root)
     tags = {"stage": stage, "git_revision": git_revision(),
             "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
             "dvc_baseline": os.environ.get("DVC_EXP_BASELINE_REV", "")}
@@ -81,6 +82,23 @@ def stage_run(stage: str, params: Mapping[str, Any], root: Path | None = None) -
 def _run_name(stage: str) -> str:
     exp = os.environ.get("DVC_EXP_NAME")
     return f"{stage}:{exp}" if exp else stage
+
+
+@contextlib.contextmanager
+def _store_lock(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``<root>/mlflow.db.lock``. Two queued experiments that open a new store at once
+    both run its schema migration, and one fails ("table alembic_version already exists")."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (queued runs there can race on a new store)
+        yield
+        return
+    with open(root / f"{DB_FILE}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _experiment_id(mlflow: Any, root: Path, attempts: int = 5) -> str:
