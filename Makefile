@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv repro test test-fast bench seeds time-to-accuracy gpu-check ui clean
+.PHONY: venv repro test test-fast bench seeds time-to-accuracy gpu-check ui plots browser-check clean
 
 venv: $(STAMP)
 
@@ -43,8 +43,15 @@ time-to-accuracy: $(STAMP)   # RSIS vs Mask R-CNN, same data and CPU budget (~1 
 gpu-check: $(STAMP)   # on a machine with a GPU: bench/gpu_check.py (one line and exit 0 without one)
 	$(VENV)/bin/python bench/gpu_check.py
 
-ui: $(STAMP)
+ui: $(STAMP)   # the runs table: the address printed first (MLflow 3 otherwise opens on its GenAI page)
+	@echo "MLflow UI, the rsis runs: $$(python -m rsis.tracking 5000)"
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+plots: $(STAMP)   # dvc plots show with Vega inlined (draws offline) -> dvc_plots/index.html
+	python -m rsis.plots show
+
+browser-check: $(STAMP)   # the plots page and the MLflow UI in headless Chromium -> bench/browser/ (skips without one)
+	python bench/browser_check.py
 
 clean:
 	rm -rf data models outputs dvc_plots mlruns mlflow.db mlflow.db.lock

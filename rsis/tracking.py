@@ -58,6 +58,27 @@ class StageRun:
 # MLflow 3's UI opens an experiment of unknown kind on its GenAI "Traces" page; this one is model
 # training, so it opens on the runs table.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# MLflow 3.17's UI opens on its GenAI overview whatever the tag says, unless the address asks for
+# the model-training view: ui_url() gives that address.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_url(root: Path | None = None, port: int = 5000, run_id: str | None = None) -> str:
+    """The MLflow UI address of the project's runs table (or of one run) at ``http://127.0.0.1:port``."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.tracking import MlflowClient
+
+    root = root or project_root()
+    experiment = None
+    if (root / DB_FILE).is_file():
+        with _store_lock(root):
+            experiment = MlflowClient(tracking_uri(root)).get_experiment_by_name(EXPERIMENT)
+    base = f"http://127.0.0.1:{port}/"
+    if experiment is None:
+        return base
+    page = f"#/experiments/{experiment.experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base}{page}?{TRAINING_VIEW}"
+
 
 
 @contextlib.contextmanager
@@ -115,3 +136,8 @@ def _experiment_id(mlflow: Any, root: Path, attempts: int = 5) -> str:
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise RuntimeError("unreachable")
+
+
+if __name__ == "__main__":  # python -m rsis.tracking [port]: the address make ui prints
+    import sys
+    print(ui_url(port=int(sys.argv[1]) if len(sys.argv) > 1 else 5000))
