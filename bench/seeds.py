@@ -61,6 +61,7 @@ def queue(seeds: list[int], jobs: int, baseline: str, poll_s: float = 10.0) -> f
     print(f"queued {len(seeds)} experiments (train.threads={threads}); dvc queue start -j {jobs}", flush=True)
     _run("dvc", "queue", "start", "-j", str(jobs))
     done: set[str] = set()
+    stalled = 0
     while True:
         status = _run("dvc", "queue", "status")
         if "Failed" in status:
@@ -71,6 +72,12 @@ def queue(seeds: list[int], jobs: int, baseline: str, poll_s: float = 10.0) -> f
         done = finished
         if "Queued" not in status and "Running" not in status:
             return time.perf_counter() - start
+        # DVC's workers can stop with tasks still queued (treeverse/dvc#10562): start them again
+        stalled = stalled + 1 if "Running" not in status else 0
+        if stalled >= 3:
+            print("the queue's workers stopped with experiments still queued: dvc queue start again", flush=True)
+            _run("dvc", "queue", "start", "-j", str(jobs))
+            stalled = 0
         time.sleep(poll_s)
 
 

@@ -165,3 +165,17 @@ def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
     assert f"| new | `{'b' * 12}+changes`, AVX2 kernels, channels_last True | 0.4 | 40.0 |" in text
     assert "**Ratio new / old: 1.2x**" in text and "**20.0 GFLOP/step**" in text
     assert "| convolution backward | 0.15 | 30% |" in text
+
+
+def test_seeds_table_summarises_the_runs():
+    import seeds  # bench/seeds.py
+
+    rows = [{"seed": s, "AP50": ap, "agnostic_AP50": ap + 0.03, "AR@10@0.5": ap + 0.05, "AP": ap - 0.01,
+             "best_val_loss": 2.0 + s / 10, "train_seconds": 700.0, "AP50_ci": "0.80-0.90",
+             "agnostic_AP50_ci": "", "AR@10@0.5_ci": ""} for s, ap in ((0, 0.85), (1, 0.87), (2, 0.89))]
+    stats = seeds.summary(rows)
+    assert stats["AP50"]["mean"] == pytest.approx(0.87) and stats["AP50"]["std"] == pytest.approx(0.02)
+    assert (stats["AP50"]["min"], stats["AP50"]["max"]) == (0.85, 0.89)
+    text = seeds.markdown(rows, 1234.0, 2, "abc1234")
+    assert "| 1 | 0.870 | 0.80-0.90 | 0.900 |" in text and "| **std** | 0.020 |" in text
+    assert "1234 s wall" in text and "commit abc1234" in text
