@@ -106,7 +106,7 @@ def check_mlflow() -> dict:
     try:
         _wait(f"http://127.0.0.1:{port}/health", 120)
         table_dom, table_shot = look(ui_url(ROOT, port), "mlflow_runs", "1500x900")
-        run_dom, run_shot = look(ui_url(ROOT, port, run.info.run_id), "mlflow_evaluate_run", "1500x1400")
+        run_dom, run_shot = look(ui_url(ROOT, port, run.info.run_id), "mlflow_evaluate_run", "1500x2600")
     finally:
         server.terminate()
         server.wait(timeout=30)
