@@ -40,6 +40,11 @@ def _lookup(metrics: dict[str, Any], path: tuple[str, str]) -> float | None:
     return None if value is None else float(value)
 
 
+def _show(label: str, value: float | None) -> str:
+    """AP and recall are stored in [0, 1] and reported in % like the paper; counts as they are."""
+    return "n/a" if value is None else (f"{value:.2f}" if "DiC" in label else f"{100 * value:.1f}")
+
+
 def paper_comparison(dataset: str, metrics: dict[str, Any]) -> str:
     if dataset not in BENCHMARKS:
         raise ValueError(f"data.dataset = {dataset!r}: no paper comparison (known: {sorted(BENCHMARKS)})")
@@ -57,10 +62,7 @@ def paper_comparison(dataset: str, metrics: dict[str, Any]) -> str:
                   "of the same size, not across training seeds.", ""]
     lines += ["| metric | this run | interval | paper (RSIS, ResNet-101) |", "|---|---|---|---|"]
     for label, path, paper in rows:
-        # AP and recall are stored in [0, 1] and reported in % like the paper; counts as they are
-        def show(value: float | None) -> str:
-            return "n/a" if value is None else (f"{value:.2f}" if "DiC" in label else f"{100 * value:.1f}")
         bounds = intervals.get(path[0], {}).get(INTERVAL_KEYS.get(path[1], path[1]))
-        span = f"{show(bounds['low'])}-{show(bounds['high'])}" if bounds else "n/a"
-        lines.append(f"| {label} | {show(_lookup(metrics, path))} | {span} | {paper} |")
+        span = f"{_show(label, bounds['low'])}-{_show(label, bounds['high'])}" if bounds else "n/a"
+        lines.append(f"| {label} | {_show(label, _lookup(metrics, path))} | {span} | {paper} |")
     return "\n".join(lines) + "\n"

@@ -73,12 +73,10 @@ def evaluate(paths: PathsConfig, cfg: EvaluateConfig, dataset_name: str, split: 
     per_image_leaf = leaf_image_scores(ground_truth, dataset, maps) if dataset_name in LEAF_DATASETS else None
     if per_image_leaf is not None:
         extra["cvppp"] = summarize(list(per_image_leaf.values()))
-    metrics = {**score(ground_truth, sequences, dataset), **extra, "checkpoint_epoch": state["epoch"]}
     if cfg.bootstrap_resamples:
         print(f"bootstrap: {cfg.bootstrap_resamples} resamples of the {len(dataset)} {split} images", flush=True)
-        metrics["intervals"] = bootstrap_intervals(
-            ground_truth, *scored_detections(ground_truth, sequences, dataset), leaf_scores=per_image_leaf,
-            resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed, confidence=cfg.confidence)
+    metrics = {**score(ground_truth, sequences, dataset, cfg, per_image_leaf), **extra,
+               "checkpoint_epoch": state["epoch"]}
     beyond = beyond_reach(dataset, model.max_steps)
     metrics["counts"].update(beyond)
     if beyond["gt_beyond_max_steps"]:
@@ -96,10 +94,15 @@ def beyond_reach(dataset: InstanceDataset, steps: int) -> dict[str, int]:
             "images_over_max_steps": sum(1 for n in counts if n > steps)}
 
 
-def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset: InstanceDataset) -> dict[str, Any]:
+def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset: InstanceDataset,
+          cfg: EvaluateConfig | None = None, leaf_scores: dict[int, dict[str, float]] | None = None
+          ) -> dict[str, Any]:
     """COCO segm AP (per class and class-agnostic), bbox AP, per-class AP50, proposal recall and
-    counts of ``sequences`` (one per image of ``dataset``, in order) against ``ground_truth``."""
-    detections, proposals = scored_detections(ground_truth, sequences, dataset)
+    counts of ``sequences`` (one per image of ``dataset``, in order) against ``ground_truth``; with
+    ``cfg.bootstrap_resamples``, their bootstrap ``intervals`` too (and of the CVPPP ``leaf_scores``)."""
+    scored = without_ignored_pixels(ground_truth, sequences)
+    detections = to_coco_detections(scored, dataset.num_classes)
+    proposals = to_coco_detections(scored, dataset.num_classes, class_agnostic=True)
     bbox = evaluate_segm(ground_truth, to_coco_detections(sequences, dataset.num_classes, iou_type="bbox"),
                          iou_type="bbox")
     n_pred = sum(len(s) for s in sequences)
@@ -109,16 +112,11 @@ def score(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset:
             "segm_class_agnostic": evaluate_segm(ground_truth, proposals, class_agnostic=True), "bbox": bbox,
             "segm_per_class_AP50": per_class,
             "proposals": proposal_recall(ground_truth, proposals),
-            "counts": {"images": len(dataset), "predicted_instances": n_pred, "gt_instances": n_gt}}
-
-
-def scored_detections(ground_truth: COCO, sequences: list[list[PredictedInstance]], dataset: InstanceDataset
-                      ) -> tuple[list[dict], list[dict]]:
-    """The COCO detections segm AP scores (per class) and the class-agnostic proposals (one per mask),
-    with ignore-region pixels removed."""
-    scored = without_ignored_pixels(ground_truth, sequences)
-    return (to_coco_detections(scored, dataset.num_classes),
-            to_coco_detections(scored, dataset.num_classes, class_agnostic=True))
+            "counts": {"images": len(dataset), "predicted_instances": n_pred, "gt_instances": n_gt},
+            **({"intervals": bootstrap_intervals(ground_truth, detections, proposals, leaf_scores=leaf_scores,
+                                                 resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed,
+                                                 confidence=cfg.confidence)}
+               if cfg is not None and cfg.bootstrap_resamples else {})}
 
 
 def without_ignored_pixels(ground_truth: COCO, sequences: list[list[PredictedInstance]]
