@@ -293,6 +293,20 @@ def test_embedding_loss_is_low_for_separated_instances_and_high_for_one_blob():
     assert embedding_loss(blob, [target]).item() == pytest.approx((2 * 1.5) ** 2, rel=1e-3)
 
 
+def test_embedding_loss_of_a_batch_is_the_mean_of_its_images_losses_with_finite_gradients():
+    """Images with 0, 1 and several instances in one batch (padded inside the loss): the batch's loss
+    is the mean over the images that have instances of each image's own loss."""
+    torch.manual_seed(0)
+    targets = [_target(_bands(n)) for n in (3, 0, 1, 2)]
+    embedding = torch.randn(4, 5, 32, 32, requires_grad=True)
+    loss = embedding_loss(embedding, targets)
+    alone = [embedding_loss(embedding[b:b + 1], [t]) for b, t in enumerate(targets) if len(t["masks"])]
+    assert loss.item() == pytest.approx(torch.stack(alone).mean().item(), rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(embedding.grad).all() and embedding.grad[1].abs().sum() == 0  # no instances: no gradient
+    assert embedding_loss(embedding, [_target(_bands(0))] * 4).item() == 0.0
+
+
 def test_seeded_mask_follows_the_embedding_of_its_most_confident_pixel():
     torch.manual_seed(0)
     cfg = dataclasses.replace(PAPER, instance_embedding=True, image_skip=True)

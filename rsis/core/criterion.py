@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import generalized_box_iou_loss
 
-from rsis.core.matcher import HungarianMatcher, soft_iou
+from rsis.core.matcher import HungarianMatcher, paired_soft_iou, soft_iou
 from rsis.core.model import RSISOutput
 
 
@@ -36,52 +36,68 @@ class RSISCriterion(nn.Module):
 
     def forward(self, outputs: RSISOutput, targets: list[dict],
                 matches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
-        """``matches``: an assignment made elsewhere (rsis.core.matcher.StepMatcher); default: Hungarian."""
+        """``matches``: an assignment made elsewhere (rsis.core.matcher.StepMatcher); default: Hungarian.
+
+        Every term is computed for all matched pairs of the batch at once (one gather per output,
+        not one loop iteration per image): the per-image loop was most of a training step's small
+        operator calls (bench/RESULTS.md)."""
         if matches is None:
             matches = self.matcher(outputs.mask_logits, targets)
-        steps = outputs.mask_logits.shape[1]
-        bce_terms, aux_terms = [], []
-        mask_terms, box_terms, class_logits, class_targets, stop_logits, stop_targets = [], [], [], [], [], []
-        for b, (target, (rows, cols)) in enumerate(zip(targets, matches)):
-            t_g = len(rows)
-            if t_g:
-                probs = outputs.mask_logits[b, rows].sigmoid()  # [T_g, H, W]
-                valid = 1.0 - target["ignore"] if "ignore" in target else None
-                gt = target["masks"][cols].to(probs.dtype)  # [T_g, H, W]
-                iou = soft_iou(probs, gt, valid).diagonal()  # [T_g]
-                mask_terms.append(1.0 - iou)
-                if outputs.aux_mask_logits:  # [T_g] mean over levels of 1 - soft IoU with the area-resized target
-                    aux_terms.append(torch.stack([
-                        1.0 - soft_iou(level[b, rows].sigmoid(), _resize(gt, level), _resize(valid, level)).diagonal()
-                        for level in outputs.aux_mask_logits]).mean(0))
-                bce = F.binary_cross_entropy_with_logits(outputs.mask_logits[b, rows], gt, reduction="none")
-                bce_terms.append((bce * valid).mean((1, 2)) if valid is not None else bce.mean((1, 2)))  # [T_g]
-                heads = cols
-                if self.head_targets == "overlap":  # [T_g] the instance each step's mask overlaps most
-                    heads = soft_iou(probs.detach(), target["masks"], valid).argmax(1).to(cols.device)
-                class_logits.append(outputs.class_logits[b, rows])  # [T_g, C]
-                class_targets.append(target["labels"][heads])  # [T_g]
-                if "boxes" in target:
-                    pred, gt = outputs.boxes[b, rows].float(), target["boxes"][heads]  # [T_g, 4] each
-                    box_terms.append((pred - gt).abs().sum(-1) + generalized_box_iou_loss(pred, gt))  # [T_g]
-            n_stop = min(t_g + 1, steps)
-            stop_logits.append(outputs.stop_logits[b, :n_stop])  # [n_stop]
-            stop_targets.append((torch.arange(n_stop, device=outputs.stop_logits.device) < t_g).float())
+        device = outputs.mask_logits.device
+        batch, steps = outputs.mask_logits.shape[:2]
+        counts = [t["masks"].shape[0] for t in targets]
+        matched = torch.tensor([len(rows) for rows, _ in matches])  # T_g per image
+        offsets = torch.tensor([0] + counts[:-1]).cumsum(0)  # each image's first row in the batch's targets
+        # the matched pairs, image by image, steps ascending: image, step and row in the batch's targets
+        pair_image = torch.repeat_interleave(torch.arange(batch), matched).to(device)
+        pair_step = torch.cat([rows for rows, _ in matches]).to(device, torch.long)
+        pair_target = torch.cat([cols + offsets[b] for b, (_, cols) in enumerate(matches)]).to(device, torch.long)
+        target_image = torch.repeat_interleave(torch.arange(batch), torch.tensor(counts)).to(device)
+        all_masks = torch.cat([t["masks"] for t in targets])  # [N, H, W]
+        valid = None  # [B, H, W] 1 = counted pixel
+        if any("ignore" in t for t in targets):
+            no_ignore = outputs.mask_logits.new_zeros(outputs.mask_logits.shape[-2:], dtype=torch.float)
+            valid = 1.0 - torch.stack([t["ignore"].float() if "ignore" in t else no_ignore for t in targets])
         zero = outputs.mask_logits.sum() * 0.0  # keeps the graph when a batch has no instances
-
-        def pairs_mean(terms: list[torch.Tensor]) -> torch.Tensor:
-            return torch.cat(terms).mean() if terms else zero
-
-        losses = {
-            "mask": pairs_mean(mask_terms),
-            "bce": pairs_mean(bce_terms),
-            "cls": F.cross_entropy(torch.cat(class_logits), torch.cat(class_targets)) if class_logits else zero,
-            "stop": F.binary_cross_entropy_with_logits(torch.cat(stop_logits), torch.cat(stop_targets)),
-            "box": pairs_mean(box_terms),
-            "aux_mask": pairs_mean(aux_terms),
-            "embedding": embedding_loss(outputs.embedding, targets) if outputs.embedding is not None else zero,
-        }
-        return losses
+        losses = dict.fromkeys(("mask", "bce", "cls", "box", "aux_mask"), zero)
+        if len(pair_step):
+            logits = outputs.mask_logits[pair_image, pair_step]  # [P, H, W]
+            probs = logits.sigmoid()
+            gt = all_masks[pair_target].to(probs.dtype)  # [P, H, W]
+            pair_valid = None if valid is None else valid[pair_image].to(probs.dtype)
+            losses["mask"] = (1.0 - paired_soft_iou(probs, gt, pair_valid)).mean()
+            if outputs.aux_mask_logits:  # mean over levels of 1 - soft IoU with the area-resized target
+                losses["aux_mask"] = torch.stack([
+                    1.0 - paired_soft_iou(level[pair_image, pair_step].sigmoid(), _resize(gt, level),
+                                          None if valid is None else _resize(valid, level)[pair_image])
+                    for level in outputs.aux_mask_logits]).mean(0).mean()
+            bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none")
+            losses["bce"] = (bce * pair_valid if pair_valid is not None else bce).mean((1, 2)).mean()
+            heads = pair_target
+            if self.head_targets == "overlap":  # the instance of its own image each step's mask overlaps most
+                p, g = probs.detach(), all_masks.to(probs.dtype)
+                if valid is not None:  # each side's own image's valid pixels (the same image where it counts)
+                    p, g = p * pair_valid, g * valid[target_image]
+                overlap = soft_iou(p, g)  # [P, N]
+                same_image = pair_image[:, None] == target_image[None, :]  # [P, N]
+                heads = overlap.masked_fill(~same_image, -1.0).argmax(1)
+            losses["cls"] = F.cross_entropy(outputs.class_logits[pair_image, pair_step], torch.cat(
+                [t["labels"] for t in targets]).to(device)[heads])
+            boxed = torch.tensor(["boxes" in t for t in targets], device=device)[pair_image]  # [P]
+            if boxed.any():
+                all_boxes = torch.cat([t["boxes"] if "boxes" in t else torch.zeros(n, 4, device=device)
+                                       for t, n in zip(targets, counts)]).to(device)
+                pred = outputs.boxes[pair_image[boxed], pair_step[boxed]].float()  # [P', 4]
+                gt_boxes = all_boxes[heads[boxed]]
+                losses["box"] = ((pred - gt_boxes).abs().sum(-1) + generalized_box_iou_loss(pred, gt_boxes)).mean()
+        # stop: the first T_g + 1 steps of each image (1 before T_g, 0 at T_g)
+        step_index = torch.arange(steps, device=device)[None, :]  # [1, T]
+        matched = matched.to(device)[:, None]  # [B, 1]
+        scored = step_index < (matched + 1).clamp_max(steps)  # [B, T]
+        losses["stop"] = F.binary_cross_entropy_with_logits(outputs.stop_logits[scored],
+                                                            (step_index < matched).expand_as(scored)[scored].float())
+        losses["embedding"] = embedding_loss(outputs.embedding, targets) if outputs.embedding is not None else zero
+        return {k: losses[k] for k in ("mask", "bce", "cls", "stop", "box", "aux_mask", "embedding")}
 
 
 def _resize(masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -99,24 +115,29 @@ PULL_MARGIN, PUSH_MARGIN = 0.5, 1.5  # De Brabandere et al.'s delta_v and delta_
 def embedding_loss(embedding: torch.Tensor, targets: list[dict]) -> torch.Tensor:
     """The discriminative loss (De Brabandere et al. 2017) of ``embedding`` [B, E, H, W] over each
     image's visible instances: pixels pulled to within PULL_MARGIN of their instance's mean, means
-    pushed 2 * PUSH_MARGIN apart, mean over images that have instances."""
-    terms = []
+    pushed 2 * PUSH_MARGIN apart, mean over images that have instances. All images at once, their
+    instances padded to the batch's largest count with empty masks (which count nowhere)."""
+    counts = torch.tensor([t["masks"].shape[0] for t in targets], device=embedding.device)  # [B]
+    if not counts.any():
+        return embedding.sum() * 0.0
+    widest = int(counts.max())
+    pixels = embedding.flatten(2).transpose(1, 2)  # [B, H*W, E]
+    masks = embedding.new_zeros(len(targets), widest, pixels.shape[1])  # [B, N, H*W]
     for b, target in enumerate(targets):
-        masks = target["masks"].to(embedding.dtype).flatten(1)  # [N, H*W]
-        if masks.shape[0] == 0:
-            continue
-        e = embedding[b].flatten(1)  # [E, H*W]
-        area = masks.sum(1).clamp_min(1.0)  # [N]
-        means = (masks @ e.T) / area[:, None]  # [N, E]
-        spread = torch.cdist(means, e.T)  # [N, H*W] distance of every pixel to every mean
-        pull = ((spread - PULL_MARGIN).clamp_min(0.0).pow(2) * masks).sum(1) / area  # [N]
-        term = pull.mean()
-        if means.shape[0] > 1:
-            apart = torch.cdist(means, means)  # [N, N]
-            off = ~torch.eye(means.shape[0], dtype=torch.bool, device=means.device)
-            term = term + (2 * PUSH_MARGIN - apart[off]).clamp_min(0.0).pow(2).mean()
-        terms.append(term + 0.001 * means.norm(dim=1).mean())
-    return torch.stack(terms).mean() if terms else embedding.sum() * 0.0
+        masks[b, :counts[b]] = target["masks"].flatten(1).to(embedding.dtype)
+    present = torch.arange(widest, device=embedding.device)[None, :] < counts[:, None]  # [B, N]
+    area = masks.sum(2).clamp_min(1.0)  # [B, N]
+    means = (masks @ pixels) / area[..., None]  # [B, N, E]
+    spread = torch.cdist(means, pixels)  # [B, N, H*W] distance of every pixel to every mean
+    pull = ((spread - PULL_MARGIN).clamp_min(0.0).pow(2) * masks).sum(2) / area  # [B, N], 0 for padding
+    images = counts.clamp_min(1).to(embedding.dtype)
+    term = pull.sum(1) / images + 0.001 * (means.norm(dim=2) * present).sum(1) / images  # [B]
+    if widest > 1:
+        apart = torch.cdist(means, means)  # [B, N, N]
+        pairs = present[:, :, None] & present[:, None, :] & ~torch.eye(widest, dtype=torch.bool, device=embedding.device)
+        push = ((2 * PUSH_MARGIN - apart).clamp_min(0.0).pow(2) * pairs).sum((1, 2))
+        term = term + push / (pairs.sum((1, 2)).clamp_min(1).to(embedding.dtype))
+    return term[counts > 0].mean()
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

@@ -23,6 +23,17 @@ def soft_iou(probs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | N
     return inter / union.clamp_min(1e-6)
 
 
+def paired_soft_iou(probs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft IoU of each prediction with its own target: probs [P, H, W] in [0, 1], targets [P, H, W] in
+    {0, 1}, valid [P, H, W] or None. Returns [P], the diagonal of :func:`soft_iou` without the rest."""
+    p, g = probs.flatten(1), targets.flatten(1).to(probs.dtype)  # [P, H*W]
+    if valid is not None:
+        v = valid.flatten(1).to(p.dtype)
+        p, g = p * v, g * v
+    inter = (p * g).sum(1)
+    return inter / (p.sum(1) + g.sum(1) - inter).clamp_min(1e-6)
+
+
 class HungarianMatcher(nn.Module):
     """Assigns each ground-truth instance to one of the first min(N, T) decoder steps.
 
@@ -75,25 +86,28 @@ class StepMatcher:
                 self.order.append(torch.argsort(keys, stable=True).tolist())
             else:
                 self.order.append([])
-        self.assigned: list[list[int]] = [[] for _ in targets]
+        self.steps = 0  # steps seen so far
         self.truth: torch.Tensor | None = None  # [B, 1, H, W] union of the assigned targets
+        self.ordered: torch.Tensor | None = None  # [B, N, H, W] each image's targets in step order, empty padded
 
     @torch.no_grad()
     def __call__(self, step: int, mask_logits: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """mask_logits [B, H, W] of ``step``; own [B, 1, H, W]: the model's canvas. Returns the next canvas."""
-        if self.truth is None:
+        self.steps = max(self.steps, step + 1)
+        if not self.forcing.any():
+            return own
+        if self.truth is None:  # the forced images' targets in step order, once per batch (all images at once after)
             self.truth = torch.zeros_like(own)
-        for b, target in enumerate(self.targets):
-            masks = target["masks"]  # [N, H, W]
-            if step >= masks.shape[0]:
-                continue
-            k = self.order[b][step]
-            self.assigned[b].append(k)
-            if self.forcing[b]:
-                self.truth[b, 0] = torch.maximum(self.truth[b, 0], masks[k].to(own.dtype))
+            widest = max(len(order) for order in self.order)
+            self.ordered = own.new_zeros(len(self.targets), widest, *own.shape[-2:])
+            for b, (target, order) in enumerate(zip(self.targets, self.order)):
+                if order and self.forcing[b]:
+                    self.ordered[b, :len(order)] = target["masks"][order].to(own.dtype)
+        if step < self.ordered.shape[1]:
+            self.truth = torch.maximum(self.truth, self.ordered[:, step, None])
         return torch.where(self.forcing.view(-1, 1, 1, 1).to(own.device), self.truth, own)
 
     def matches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per image (step_indices [K], target_indices [K]), steps ascending, as HungarianMatcher."""
-        return [(torch.arange(len(a), dtype=torch.long), torch.as_tensor(a, dtype=torch.long))
-                for a in self.assigned]
+        assigned = [order[:self.steps] for order in self.order]
+        return [(torch.arange(len(a), dtype=torch.long), torch.as_tensor(a, dtype=torch.long)) for a in assigned]
