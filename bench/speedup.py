@@ -250,6 +250,9 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+        if args.out.resolve().parent == ROOT / "bench":  # speedup*.json there are sections of bench/RESULTS.md
+            from bench import render  # bench/bench.py, on the path as this script's folder
+            render()
 
 
 if __name__ == "__main__":
