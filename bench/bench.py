@@ -114,9 +114,8 @@ def render(folder: Path = ROOT / "bench") -> None:
         text += throughput_report(json.loads((folder / "throughput.json").read_text()))
     if (folder / "queue.json").exists():
         text += queue_report(json.loads((folder / "queue.json").read_text()))
-    for name in ("speedup.json", "speedup_pin.json"):
-        if (folder / name).exists():
-            text += speedup_report(json.loads((folder / name).read_text()), name)
+    for path in sorted(folder.glob("speedup*.json"), key=lambda p: (p.name != "speedup.json", p.name)):
+        text += speedup_report(json.loads(path.read_text()), path.name)
     (folder / "RESULTS.md").write_text(text)
 
 
@@ -136,7 +135,8 @@ def speedup_report(d: dict, name: str) -> str:
     """bench/speedup.py's side-by-side run, and the new side's FLOP account."""
     old, new, acc = d["old"], d["new"], d["new_step_account"]
     side = lambda r: (f"`{r['revision'][:12]}{'+changes' if r['revision'].endswith('+changes') else ''}`, "
-                      f"{r['kernels']} kernels, channels_last {r['channels_last']}")
+                      f"{r['kernels']} kernels, channels_last {r['channels_last']}"
+                      + "".join(f", `{o}`" for o in r.get("overrides", [])))
     title = SPEEDUP_TITLES.get(name, "Two default training steps side by side")
     lines = ["", f"## {title} (`python bench/speedup.py ... --out bench/{name}`)",
              "", f"One run, {d['batches_timed']} timed batches per side taking turns, {old['threads']} threads, "
@@ -164,7 +164,9 @@ def speedup_report(d: dict, name: str) -> str:
 ACCOUNT_BATCHES = 3  # bench/speedup.py ACCOUNT
 SPEEDUP_TITLES = {"speedup.json": "Old and new default training step side by side",
                   "speedup_pin.json": "What train.reproducible's AVX2 pin costs: one commit, pinned (old) against "
-                                      "native kernels (new, `--native new`)"}
+                                      "native kernels (new, `--native new`)",
+                  "speedup_smaller.json": "The fastest step of a smaller model: one commit, the default (old) against "
+                                          "every FLOP cut at once (new, `--set-new ...`)"}
 
 
 def queue_report(row: dict) -> str:

@@ -3,6 +3,7 @@ their ratio (new / old). Noise in a shared machine's speed hits both alike.
 
     python bench/speedup.py --old <commit>              # the working tree against <commit>
     python bench/speedup.py --old <commit> --new <commit> --batches 20 --out bench/speedup.json
+    python bench/speedup.py --old HEAD --new HEAD --set-new model.hidden_dim=32   # a params change
 
 Each side is its own tree (``git archive`` of the commit; the working tree for ``--new`` unset) and
 its own long-lived worker process, started with that tree's ``rsis`` on its path and the CPU
@@ -33,10 +34,11 @@ WARMUP = 2
 ACCOUNT = 3  # batches of the new side's FLOP account and profile, after the timed ones
 
 
-def worker(tree: Path, data: Path, native: bool) -> None:
+def worker(tree: Path, data: Path, native: bool, overrides: list[str]) -> None:
     """Serve 'step I' lines on stdin with one training step on batch I, answering its seconds;
     'account I' answers the FLOP account and profile of steps on batches I, I+1, ... (:func:`account`)
-    and 'checksum' a digest of the trained weights. ``native``: leave the CPU kernels unpinned."""
+    and 'checksum' a digest of the trained weights. ``native``: leave the CPU kernels unpinned;
+    ``overrides``: SECTION.KEY=VALUE over that tree's params.yaml (bench/ablation.py's --set)."""
     sys.path[:0] = [str(tree), str(tree / "bench")]
     if not native:
         from rsis.reproducible import pin_cpu
@@ -51,7 +53,7 @@ def worker(tree: Path, data: Path, native: bool) -> None:
     from rsis.datasets.dataset import InstanceDataset, collate
     from rsis.training import engine, fit, schedule
 
-    params = variant_params("default", [])
+    params = variant_params("default", overrides)
     model_cfg, cfg = params["model"], params["train"]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -158,10 +160,11 @@ def export(commit: str, into: Path) -> Path:
     return tree
 
 
-def start_worker(tree: Path, data: Path, native: bool) -> tuple[subprocess.Popen, dict]:
+def start_worker(tree: Path, data: Path, native: bool, overrides: list[str]) -> tuple[subprocess.Popen, dict]:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR",
                                                           "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")}
-    proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tree), str(data), "native" if native else "pinned"],
+    proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tree), str(data), "native" if native else "pinned",
+                             *overrides],
                             cwd=tree, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     return proc, json.loads(proc.stdout.readline())
@@ -172,7 +175,7 @@ def ask(proc: subprocess.Popen, command: str) -> dict:
     proc.stdin.flush()
     line = proc.stdout.readline()
     if not line:
-        raise RuntimeError(f"worker {proc.args[-3]} exited with {proc.wait()} at {command!r}")
+        raise RuntimeError(f"worker {proc.args[3]} exited with {proc.wait()} at {command!r}")
     return json.loads(line)
 
 
@@ -195,10 +198,14 @@ def main() -> None:
                         "(train.reproducible's AVX2 pin off): with --new equal to --old, what the pin costs")
     parser.add_argument("--out", type=Path, help="write the result here (JSON); bench/speedup.json also renders "
                         "into bench/RESULTS.md")
-    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    for side in ("old", "new"):
+        parser.add_argument(f"--set-{side}", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                            help=f"params override of the {side} side only (repeatable), e.g. with --new equal to "
+                            f"--old: what a model change does to the step (model.hidden_dim=32)")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(Path(args.worker[0]), Path(args.worker[1]), args.worker[2] == "native")
+        worker(Path(args.worker[0]), Path(args.worker[1]), args.worker[2] == "native", args.worker[3:])
         return
     if not args.old:
         parser.error("--old COMMIT is required")
@@ -212,6 +219,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         revisions = {"old": revision(args.old), "new": revision(args.new)}
+        overrides = {"old": args.set_old, "new": args.set_new}
         trees = {"old": export(args.old, tmp), "new": export(args.new, tmp) if args.new else ROOT}
         data_cfg = variant_params("default", [])["data"]
         n = 64 * (args.batches + WARMUP + ACCOUNT)  # enough for either side's batch size up to 64
@@ -219,7 +227,7 @@ def main() -> None:
                 tmp / "data", tmp / "raw")
         workers, info = {}, {}
         for side, tree in trees.items():
-            workers[side], info[side] = start_worker(tree, tmp / "data", args.native == side)
+            workers[side], info[side] = start_worker(tree, tmp / "data", args.native == side, overrides[side])
         seconds: dict[str, list[float]] = {"old": [], "new": []}
         for index in range(args.batches + WARMUP):
             for side in (("old", "new") if index % 2 == 0 else ("new", "old")):
@@ -237,7 +245,8 @@ def main() -> None:
               "batches_timed": args.batches, "wall_s": round(time.perf_counter() - started, 1)}
     for side in ("old", "new"):
         median = statistics.median(seconds[side])
-        result[side] = {"revision": revisions[side], **info[side], "weights_sha256": checksums[side],
+        result[side] = {"revision": revisions[side], "overrides": overrides[side], **info[side],
+                        "weights_sha256": checksums[side],
                         "seconds_per_step": round(median, 4),
                         "images_per_s": round(info[side]["batch"] / median, 1)}
     per_batch = [o / info["old"]["batch"] / (n_ / info["new"]["batch"]) for o, n_ in zip(seconds["old"], seconds["new"])]

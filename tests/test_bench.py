@@ -160,11 +160,19 @@ def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
                                                  "other operators (elementwise, cat, copies, indexing)": 0.25},
                              "achieved_gflop_s": 40.0, "convolution_gflop_s": 80.0, "sgemm_2048_gflop_s": 150.0,
                              "loading_seconds_per_batch": 0.01}}))
+    smaller = json.loads((tmp_path / "speedup.json").read_text())  # a params change of one commit (--set-new)
+    smaller["new"].update(revision="a" * 40, overrides=["model.hidden_dim=32"])
+    smaller["ratio"] = 1.3
+    (tmp_path / "speedup_smaller.json").write_text(json.dumps(smaller))
     bench.render(tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
     assert f"| new | `{'b' * 12}+changes`, AVX2 kernels, channels_last True | 0.4 | 40.0 |" in text
     assert "**Ratio new / old: 1.2x**" in text and "**20.0 GFLOP/step**" in text
     assert "| convolution backward | 0.15 | 30% |" in text
+    default_section, smaller_section = text.split("## Old and new default")[1].split("## The fastest step")
+    assert "**Ratio new / old: 1.2x**" in default_section and "hidden_dim" not in default_section
+    assert (f"| new | `{'a' * 12}`, AVX2 kernels, channels_last True, `model.hidden_dim=32` | 0.4 | 40.0 |"
+            in smaller_section and "**Ratio new / old: 1.3x**" in smaller_section)
 
 
 def test_seeds_table_summarises_the_runs():
