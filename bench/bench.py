@@ -165,8 +165,8 @@ ACCOUNT_BATCHES = 3  # bench/speedup.py ACCOUNT
 SPEEDUP_TITLES = {"speedup.json": "Old and new default training step side by side",
                   "speedup_pin.json": "What train.reproducible's AVX2 pin costs: one commit, pinned (old) against "
                                       "native kernels (new, `--native new`)",
-                  "speedup_smaller.json": "The fastest step of a smaller model: one commit, the default (old) against "
-                                          "every FLOP cut at once (new, `--set-new ...`)"}
+                  "speedup_smaller.json": "The fastest step of a smaller model: an older default (old) against the "
+                                          "current one with every FLOP cut at once (new, `--set-new ...`)"}
 
 
 def queue_report(row: dict) -> str:
