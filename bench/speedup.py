@@ -167,7 +167,10 @@ def start_worker(tree: Path, data: Path, native: bool, overrides: list[str]) -> 
                              *overrides],
                             cwd=tree, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    return proc, json.loads(proc.stdout.readline())
+    first = proc.stdout.readline()
+    if not first:  # its own error (a bad override, a tree that does not import) is on stderr above
+        raise RuntimeError(f"worker for {tree} with overrides {overrides} exited with {proc.wait()} before its first step")
+    return proc, json.loads(first)
 
 
 def ask(proc: subprocess.Popen, command: str) -> dict:
