@@ -103,6 +103,10 @@ def test_ddp_two_processes_match_one(tmp_path):
         # validation loss of epoch 2 drifted 6.9% apart (7.36 vs 6.88; training losses within 5%),
         # against at most 3.3% in NCHW: chaos of the tiny run (DDP all-reduces the gradients whatever their layout)
         params["train"]["channels_last"] = False
+        # and at the ResNet last-stage width it was measured at: with the default's 128 (commit 44c2f1b)
+        # the training losses still agreed within the tolerance, but the 4-image validation loss of epoch 2
+        # moved 7.8% apart (6.72 vs 7.24; fresh-clone make test of d37587f), the same chaos as above
+        params["model"]["layer4_width"] = 256
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _train(single)
     out = _train(ddp)
