@@ -46,7 +46,7 @@ class RSISCriterion(nn.Module):
         device = outputs.mask_logits.device
         batch, steps = outputs.mask_logits.shape[:2]
         counts = [t["masks"].shape[0] for t in targets]
-        matched = torch.tensor([len(rows) for rows, _ in matches])  # T_g per image
+        matched = torch.tensor([len(rows) for rows, _ in matches])  # [B] T_g per image
         offsets = torch.tensor([0] + counts[:-1]).cumsum(0)  # each image's first row in the batch's targets
         # the matched pairs, image by image, steps ascending: image, step and row in the batch's targets
         pair_image = torch.repeat_interleave(torch.arange(batch), matched).to(device)
@@ -92,10 +92,10 @@ class RSISCriterion(nn.Module):
                 losses["box"] = ((pred - gt_boxes).abs().sum(-1) + generalized_box_iou_loss(pred, gt_boxes)).mean()
         # stop: the first T_g + 1 steps of each image (1 before T_g, 0 at T_g)
         step_index = torch.arange(steps, device=device)[None, :]  # [1, T]
-        matched = matched.to(device)[:, None]  # [B, 1]
-        scored = step_index < (matched + 1).clamp_max(steps)  # [B, T]
+        objects = matched.to(device)[:, None]  # [B, 1] T_g per image, on the device
+        scored = step_index < (objects + 1).clamp_max(steps)  # [B, T]
         losses["stop"] = F.binary_cross_entropy_with_logits(outputs.stop_logits[scored],
-                                                            (step_index < matched).expand_as(scored)[scored].float())
+                                                            (step_index < objects).expand_as(scored)[scored].float())
         losses["embedding"] = embedding_loss(outputs.embedding, targets) if outputs.embedding is not None else zero
         return {k: losses[k] for k in ("mask", "bce", "cls", "stop", "box", "aux_mask", "embedding")}
 

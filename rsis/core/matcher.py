@@ -7,17 +7,24 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 
+def _counted(probs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probs`` and ``targets`` [*, H, W] flattened to [*, H*W] in the probabilities' dtype, zero
+    where ``valid`` ([H, W] for all, or [P, H, W] one per row) marks a pixel as ignored."""
+    p, g = probs.flatten(1), targets.flatten(1).to(probs.dtype)
+    if valid is not None:
+        v = valid.flatten(-2).to(p.dtype)  # [H*W] or [P, H*W]
+        p, g = p * v, g * v
+    return p, g
+
+
 def soft_iou(probs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Pairwise soft IoU between every prediction and every target.
 
     probs [P, H, W] in [0, 1], targets [N, H, W] in {0, 1}, valid [H, W] (1 = counted pixel).
     Returns [P, N]: sum(p*g) / sum(p + g - p*g), ignored pixels excluded.
     """
-    p = probs.flatten(1)  # [P, H*W]
-    g = targets.flatten(1).to(p.dtype)  # [N, H*W]
-    if valid is not None:
-        v = valid.flatten().to(p.dtype)  # [H*W]
-        p, g = p * v, g * v
+    p, g = _counted(probs, targets, valid)  # [P, H*W], [N, H*W]
     inter = p @ g.T  # [P, N]
     union = p.sum(1, keepdim=True) + g.sum(1)[None, :] - inter  # [P, N]
     return inter / union.clamp_min(1e-6)
@@ -26,10 +33,7 @@ def soft_iou(probs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | N
 def paired_soft_iou(probs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Soft IoU of each prediction with its own target: probs [P, H, W] in [0, 1], targets [P, H, W] in
     {0, 1}, valid [P, H, W] or None. Returns [P], the diagonal of :func:`soft_iou` without the rest."""
-    p, g = probs.flatten(1), targets.flatten(1).to(probs.dtype)  # [P, H*W]
-    if valid is not None:
-        v = valid.flatten(1).to(p.dtype)
-        p, g = p * v, g * v
+    p, g = _counted(probs, targets, valid)  # [P, H*W] each
     inter = (p * g).sum(1)
     return inter / (p.sum(1) + g.sum(1) - inter).clamp_min(1e-6)
 
