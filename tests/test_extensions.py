@@ -33,7 +33,7 @@ def _bands(n: int, size: int = 32) -> torch.Tensor:
 def _target(masks: torch.Tensor, tops: bool = False) -> dict:
     """One image's targets; ``tops``: each box's top edge is its mask's (so top-down order = index order)."""
     n = masks.shape[0]
-    boxes = torch.tensor([[0.1, 0.1, 0.9, 0.9]] * n)
+    boxes = torch.tensor([[0.1, 0.1, 0.9, 0.9]] * n).reshape(n, 4)
     if tops:
         boxes[:, 1] = torch.arange(n) / n
     return {"masks": masks, "labels": torch.ones(n, dtype=torch.long), "boxes": boxes}
@@ -398,3 +398,55 @@ def test_removed_options_are_refused_by_name(tmp_path, key, value):
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ConfigError, match=re.escape(key)):
         load_section(section, tmp_path / "params.yaml")
+
+
+EVERY = dataclasses.replace(ALL, canvas_gate=True, image_skip=True, instance_embedding=True, aux_masks=True)
+
+
+def test_a_shorter_unroll_per_image_gives_the_full_unrolls_first_steps():
+    torch.manual_seed(0)
+    model = RSIS(EVERY, num_classes=3).eval()
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        full = model(images, steps=4)
+        short = model(images, steps=4, lengths=[4, 2, 1])
+    for name in ("mask_logits", "class_logits", "stop_logits", "boxes"):
+        a, b = getattr(full, name), getattr(short, name)
+        assert a.shape == b.shape
+        for image, length in enumerate([4, 2, 1]):
+            torch.testing.assert_close(b[image, :length], a[image, :length], rtol=1e-5, atol=1e-5)
+            assert not b[image, length:].any()  # zeros where the image had stopped
+    for a, b in zip(full.aux_mask_logits, short.aux_mask_logits):
+        torch.testing.assert_close(b[1, :2], a[1, :2], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # lengths all below steps: the steps no image needs are zeros
+        shorter = model(images, steps=4, lengths=[2, 2, 1])
+    assert shorter.mask_logits.shape == full.mask_logits.shape and not shorter.mask_logits[:, 2:].any()
+    torch.testing.assert_close(shorter.stop_logits[:2, :2], full.stop_logits[:2, :2], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="non-increasing"):
+        model(images, steps=4, lengths=[1, 2, 1])
+
+
+@pytest.mark.parametrize("matching,forced", [("hungarian", False), ("top-down", False), ("top-down", True)])
+def test_training_losses_and_gradients_are_those_of_the_full_unroll(matching, forced):
+    """forward_with_loss unrolls each image T_g + 1 steps (the batch reordered, most objects first):
+    the losses and every gradient are what the whole batch unrolled to its longest image gives."""
+    torch.manual_seed(0)
+    model = RSIS(EVERY, num_classes=2)  # training mode: the encoder's BatchNorm uses batch statistics
+    images = torch.randn(4, 3, 32, 32)
+    targets = [_target(_bands(n), tops=True) for n in (1, 3, 0, 2)]
+    criterion = RSISCriterion(head_targets="overlap")
+
+    def gradients(losses):
+        model.zero_grad()
+        weighted_total(losses, dict.fromkeys(losses, 1.0)).backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    matcher = StepMatcher(targets, torch.full((4,), forced)) if matching == "top-down" else None
+    out = model(images, steps=4, feedback=matcher)
+    full = criterion(out, targets, matches=None if matcher is None else matcher.matches())
+    full_grads = gradients(full)
+    short = forward_with_loss(model, criterion, images, targets, 4, matching, float(forced))
+    for key in full:
+        torch.testing.assert_close(short[key], full[key], rtol=1e-4, atol=1e-6)
+    for a, b in zip(gradients(short), full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)

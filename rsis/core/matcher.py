@@ -96,12 +96,14 @@ class StepMatcher:
 
     @torch.no_grad()
     def __call__(self, step: int, mask_logits: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-        """mask_logits [B, H, W] of ``step``; own [B, 1, H, W]: the model's canvas. Returns the next canvas."""
+        """mask_logits [n, H, W] of ``step``; own [n, 1, H, W]: the model's canvas, for the first n images
+        (those still unrolled: ``RSIS.forward``'s ``lengths``). Returns the next canvas of those n."""
         self.steps = max(self.steps, step + 1)
         if not self.forcing.any():
             return own
+        n = own.shape[0]
         if self.truth is None:  # the forced images' targets in step order, once per batch (all images at once after)
-            self.truth = torch.zeros_like(own)
+            self.truth = own.new_zeros(len(self.targets), *own.shape[1:])
             widest = max(len(order) for order in self.order)
             self.ordered = own.new_zeros(len(self.targets), widest, *own.shape[-2:])
             for b, (target, order) in enumerate(zip(self.targets, self.order)):
@@ -109,7 +111,7 @@ class StepMatcher:
                     self.ordered[b, :len(order)] = target["masks"][order].to(own.dtype)
         if step < self.ordered.shape[1]:
             self.truth = torch.maximum(self.truth, self.ordered[:, step, None])
-        return torch.where(self.forcing.view(-1, 1, 1, 1).to(own.device), self.truth, own)
+        return torch.where(self.forcing[:n].view(-1, 1, 1, 1).to(own.device), self.truth[:n], own)
 
     def matches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per image (step_indices [K], target_indices [K]), steps ascending, as HungarianMatcher."""

@@ -292,7 +292,8 @@ class RSIS(nn.Module):
         return [p for p in self.parameters() if id(p) not in encoder]
 
     def forward(self, images: torch.Tensor, steps: int | None = None, feedback: Feedback | None = None,
-                seed_scale: float | None = None, seed_radius: float | None = None) -> RSISOutput:
+                seed_scale: float | None = None, seed_radius: float | None = None,
+                lengths: list[int] | None = None) -> RSISOutput:
         """Unroll ``steps`` decoder steps (default: ``max_steps``) over ``images`` [B, 3, H, W].
 
         ``feedback`` (training) decides the canvas each next step sees; without it the canvas is
@@ -301,8 +302,13 @@ class RSIS(nn.Module):
         ``seed_scale`` / ``seed_radius`` (model.instance_embedding only; None = the trained values):
         the seed term ``logit += seed_scale * (seed_radius - squared distance to the seed's embedding)``
         at inference (``evaluate.seed_scale``, ``evaluate.seed_radius``).
+        ``lengths`` (training): the steps each image needs, non-increasing along the batch. Image b
+        stops at step lengths[b]: later steps run on the images still going only (a prefix of the
+        batch), and its outputs there are zeros. The decoder has no batch statistics, so each image's
+        first lengths[b] steps are what a full unroll gives it; the losses read no later step.
         """
         steps = self.max_steps if steps is None else steps
+        active = _active_counts(lengths, images.shape[0], steps)  # images unrolled at each step
         blocks = self.encoder(images)  # f0..f4
         skips = [proj(f) for proj, f in zip(self.skips, blocks)]  # S_0..S_4
         fixed_gates = []  # per level: the gate share of the inputs that are the same at every step
@@ -326,50 +332,59 @@ class RSIS(nn.Module):
         aux: list[list[torch.Tensor]] = [[] for _ in range(NUM_LAYERS - 1)]  # per level, per step [B, h, w]
         canvas = own = images.new_zeros(images.shape[0], 1, *images.shape[-2:])  # [B, 1, H, W]
         for t in range(steps):
+            n = active[t]
+            if n == 0:  # every image has stopped: the rest of the outputs are zeros
+                break
+            if n < canvas.shape[0]:  # images past their length leave the batch (a prefix stays)
+                states = [None if s is None else (s[0][:n], s[1][:n]) for s in states]
+                canvas, own = canvas[:n], own[:n]
             x = None
             pooled = []
             for i, cell in enumerate(self.cells):
+                skip = _first(skips[i], n)
                 step_inputs = []
                 if i > 0:
-                    up = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
-                    step_inputs.append(self._merge(up, skips[i]))
+                    up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                    step_inputs.append(self._merge(up, skip))
                 if self.canvas:
-                    step_inputs.append(F.interpolate(canvas, size=skips[i].shape[-2:], mode="area"))  # covered share
+                    step_inputs.append(F.interpolate(canvas, size=skip.shape[-2:], mode="area"))  # covered share
                 x = torch.cat(step_inputs, dim=1) if len(step_inputs) > 1 else step_inputs[0] if step_inputs else None
-                states[i] = cell(fixed_gates[i], x, states[i])
+                states[i] = cell(_first(fixed_gates[i], n), x, states[i])
                 x = states[i][0]
                 if self.aux_masks and i < NUM_LAYERS - 1:
                     aux[i].append(self.aux_heads[i](x)[:, 0])
                 pooled.append(torch.amax(x, dim=(2, 3)))  # [B, width_i]
             up = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
             if self.image_skip:
-                mask = self.mask_head(F.relu(self.mask_features(up) + image_features))  # [B, 1, H, W]
+                mask = self.mask_head(F.relu(self.mask_features(up) + _first(image_features, n)))  # [B, 1, H, W]
             else:
                 mask = self.mask_head(up)  # [B, 1, H, W]
             if embedding is not None:  # + similarity to the embedding at the step's most confident free pixel
                 free = gated_logits(mask, canvas) if self.canvas_gate else mask
                 seed = free.detach().flatten(1).argmax(1)  # [B]
-                query = flat_embedding.gather(2, seed.view(-1, 1, 1).expand(-1, flat_embedding.shape[1], 1))  # [B, E, 1]
-                distance = (flat_embedding - query).pow(2).sum(1).view_as(mask[:, 0])  # [B, H, W]
+                flat = _first(flat_embedding, n)
+                query = flat.gather(2, seed.view(-1, 1, 1).expand(-1, flat.shape[1], 1))  # [B, E, 1]
+                distance = (flat - query).pow(2).sum(1).view_as(mask[:, 0])  # [B, H, W]
                 mask = mask + (scale * (radius - distance))[:, None]
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
             if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
                 weights = mask.detach().sigmoid()
-                pooled += [mask_pool(s, weights) for s in skips]
+                pooled += [mask_pool(_first(s, n), weights) for s in skips]
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
             classes.append(self.class_head(features))  # [B, C]
             stops.append(self.stop_head(features)[:, 0])  # [B]
             boxes.append(torchvision.ops.box_convert(self.box_head(features).sigmoid(), "cxcywh", "xyxy"))  # [B, 4]
+        batch = images.shape[0]
         return RSISOutput(
-            mask_logits=torch.stack(masks, dim=1),  # [B, T, H, W]
-            class_logits=torch.stack(classes, dim=1),  # [B, T, C]
-            stop_logits=torch.stack(stops, dim=1),  # [B, T]
-            boxes=torch.stack(boxes, dim=1),  # [B, T, 4]
-            aux_mask_logits=tuple(torch.stack(level, dim=1) for level in aux) if self.aux_masks else (),
+            mask_logits=_stack(masks, batch, steps),  # [B, T, H, W]
+            class_logits=_stack(classes, batch, steps),  # [B, T, C]
+            stop_logits=_stack(stops, batch, steps),  # [B, T]
+            boxes=_stack(boxes, batch, steps),  # [B, T, 4]
+            aux_mask_logits=tuple(_stack(level, batch, steps) for level in aux) if self.aux_masks else (),
             embedding=embedding,
         )
 
@@ -382,3 +397,29 @@ class RSIS(nn.Module):
         if self.skip_mode == "mul":
             return up * skip
         return up  # "none"
+
+
+def _active_counts(lengths: list[int] | None, batch: int, steps: int) -> list[int]:
+    """How many images (a prefix of the batch) each of ``steps`` steps unrolls: all of them without
+    ``lengths``, else those whose length exceeds the step (a length above ``steps`` runs them all).
+    ``lengths`` must be non-increasing, >= 1."""
+    if lengths is None:
+        return [batch] * steps
+    if len(lengths) != batch or any(a < b for a, b in zip(lengths, lengths[1:])) or min(lengths, default=1) < 1:
+        raise ValueError(f"lengths must hold one count >= 1 per image, non-increasing; got {lengths} for {batch} images")
+    return [sum(length > t for length in lengths) for t in range(steps)]
+
+
+def _first(x: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """The first ``n`` images of a per-image tensor (itself when that is all of them)."""
+    return x if x is None or x.shape[0] == n else x[:n]
+
+
+def _stack(per_step: list[torch.Tensor], batch: int, steps: int) -> torch.Tensor:
+    """Per-step outputs [n_t, ...] (n_t <= batch, one per step run) stacked to [batch, steps, ...], zeros
+    where an image had stopped (and at steps that did not run: all images had)."""
+    out = torch.stack([x if x.shape[0] == batch else torch.cat([x, x.new_zeros(batch - x.shape[0], *x.shape[1:])])
+                       for x in per_step], dim=1)
+    if out.shape[1] < steps:
+        out = torch.cat([out, out.new_zeros(batch, steps - out.shape[1], *out.shape[2:])], dim=1)
+    return out
