@@ -9,10 +9,18 @@
 # run's epochs), curve.csv, train_history.csv and LONG_RUN_gpu.md (finished, or collected from the
 # epochs so far). BUDGET = seconds this call may take (default 560); DEVICE, EPOCHS, DECAY, CURVE
 # change the long run (a dry run on a CPU: DEVICE=cpu EPOCHS=2 DECAY=1 CURVE=1).
+# The lent machines' image has torch, torchvision, pandas, scipy, yaml, tqdm and matplotlib but not
+# pycocotools: download its wheel here first and carry the folder .whl (listed in .git/info/exclude):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl pycocotools==2.0.11
 set -u
 OUT=${OUT:-/tmp/gpu_session}; mkdir -p "$OUT"
 DEADLINE=$(( $(date +%s) + ${BUDGET:-560} ))
 PY=${PY:-python3}
+if ls .whl/*.whl >/dev/null 2>&1; then  # wheels carried along: installed beside the image's packages
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 LOG=$OUT/session.log LONG=/tmp/long
 stamp() { echo "== $(date +%T) $*" >>"$LOG"; }
