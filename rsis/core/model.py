@@ -337,11 +337,13 @@ class RSIS(nn.Module):
                 break
             if n < canvas.shape[0]:  # images past their length leave the batch (a prefix stays)
                 states = [None if s is None else (s[0][:n], s[1][:n]) for s in states]
+                skips, fixed_gates = [s[:n] for s in skips], [g[:n] for g in fixed_gates]
                 canvas, own = canvas[:n], own[:n]
+                image_features = None if image_features is None else image_features[:n]
+                flat_embedding = None if embedding is None else flat_embedding[:n]
             x = None
             pooled = []
-            for i, cell in enumerate(self.cells):
-                skip = _first(skips[i], n)
+            for i, (cell, skip) in enumerate(zip(self.cells, skips)):
                 step_inputs = []
                 if i > 0:
                     up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -349,29 +351,28 @@ class RSIS(nn.Module):
                 if self.canvas:
                     step_inputs.append(F.interpolate(canvas, size=skip.shape[-2:], mode="area"))  # covered share
                 x = torch.cat(step_inputs, dim=1) if len(step_inputs) > 1 else step_inputs[0] if step_inputs else None
-                states[i] = cell(_first(fixed_gates[i], n), x, states[i])
+                states[i] = cell(fixed_gates[i], x, states[i])
                 x = states[i][0]
                 if self.aux_masks and i < NUM_LAYERS - 1:
                     aux[i].append(self.aux_heads[i](x)[:, 0])
                 pooled.append(torch.amax(x, dim=(2, 3)))  # [B, width_i]
             up = F.interpolate(x, size=images.shape[-2:], mode="bilinear", align_corners=False)
             if self.image_skip:
-                mask = self.mask_head(F.relu(self.mask_features(up) + _first(image_features, n)))  # [B, 1, H, W]
+                mask = self.mask_head(F.relu(self.mask_features(up) + image_features))  # [B, 1, H, W]
             else:
                 mask = self.mask_head(up)  # [B, 1, H, W]
             if embedding is not None:  # + similarity to the embedding at the step's most confident free pixel
                 free = gated_logits(mask, canvas) if self.canvas_gate else mask
                 seed = free.detach().flatten(1).argmax(1)  # [B]
-                flat = _first(flat_embedding, n)
-                query = flat.gather(2, seed.view(-1, 1, 1).expand(-1, flat.shape[1], 1))  # [B, E, 1]
-                distance = (flat - query).pow(2).sum(1).view_as(mask[:, 0])  # [B, H, W]
+                query = flat_embedding.gather(2, seed.view(-1, 1, 1).expand(-1, flat_embedding.shape[1], 1))  # [B, E, 1]
+                distance = (flat_embedding - query).pow(2).sum(1).view_as(mask[:, 0])  # [B, H, W]
                 mask = mask + (scale * (radius - distance))[:, None]
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
             if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
                 weights = mask.detach().sigmoid()
-                pooled += [mask_pool(_first(s, n), weights) for s in skips]
+                pooled += [mask_pool(s, weights) for s in skips]
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
@@ -408,11 +409,6 @@ def _active_counts(lengths: list[int] | None, batch: int, steps: int) -> list[in
     if len(lengths) != batch or any(a < b for a, b in zip(lengths, lengths[1:])) or min(lengths, default=1) < 1:
         raise ValueError(f"lengths must hold one count >= 1 per image, non-increasing; got {lengths} for {batch} images")
     return [sum(length > t for length in lengths) for t in range(steps)]
-
-
-def _first(x: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    """The first ``n`` images of a per-image tensor (itself when that is all of them)."""
-    return x if x is None or x.shape[0] == n else x[:n]
 
 
 def _stack(per_step: list[torch.Tensor], batch: int, steps: int) -> torch.Tensor:
