@@ -113,3 +113,39 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert first < DDP_TOLERANCE, ("train_total", list(a["train_total"]), list(b["train_total"]))
     assert (ddp / "models/last.pt").is_file()
     assert len(list((ddp / "metrics").glob("train.json"))) == 1
+
+
+REPLICA_SCRIPT = """
+import sys
+import torch
+import torch.distributed as dist
+from rsis.training.distributed import DistInfo, check_replicas
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 2))
+if sys.argv[1] == "differ" and rank == 1:  # one update that was not all-reduced
+    with torch.no_grad():
+        model[1].bias[0] += 1e-6
+check_replicas(DistInfo(rank=rank, world_size=2, local_rank=rank), model, "after epoch 3")
+print("rank", rank, "identical", flush=True)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("case", ["same", "differ"])
+def test_replica_check_names_the_first_parameter_that_differs(tmp_path, case):
+    """Training under DDP checks after every epoch that the processes hold the same parameters (the
+    DDP test above passes it on a real run); here one parameter of rank 1 moves by 1e-6."""
+    script = tmp_path / "replicas.py"
+    script.write_text(REPLICA_SCRIPT)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script), case], env=_env(), capture_output=True, text=True, timeout=300)
+    if case == "same":
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count("identical") == 2
+    else:
+        assert result.returncode != 0 and "identical" not in result.stdout
+        assert ("DDP replicas differ after epoch 3: 1 of 4 parameters of rank 1 are not rank 0's, "
+                "first '1.bias'") in result.stderr, result.stderr

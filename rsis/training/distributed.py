@@ -80,6 +80,25 @@ def mean_over_processes(info: DistInfo, values: dict[str, float], count: int) ->
     return {k: float(totals[i] / totals[-1]) for i, k in enumerate(values)}
 
 
+def check_replicas(info: DistInfo, model: torch.nn.Module, when: str) -> None:
+    """Raise unless every process holds the same parameters. DDP keeps its replicas identical (the
+    same all-reduced gradients, the same optimiser steps), so a difference means some gradients were
+    not all-reduced (a parameter used outside DDP's forward, a rank that skipped a step). Each
+    parameter's fingerprint is the sum of its float32 bit patterns as integers: exact, and the same
+    whatever order a process sums in."""
+    if not info.enabled:
+        return
+    names, params = zip(*model.named_parameters())
+    prints = torch.stack([p.detach().float().reshape(-1).view(torch.int32).sum(dtype=torch.int64) for p in params])
+    gathered = [torch.empty_like(prints) for _ in range(info.world_size)]
+    dist.all_gather(gathered, prints)
+    for rank, other in enumerate(gathered[1:], start=1):
+        differ = (other != gathered[0]).nonzero().flatten().tolist()
+        if differ:
+            raise RuntimeError(f"DDP replicas differ {when}: {len(differ)} of {len(names)} parameters of rank {rank} "
+                               f"are not rank 0's, first {names[differ[0]]!r}; their gradients were not all-reduced")
+
+
 def relaunch_with_torchrun(script: str, nproc_per_node: int) -> int:
     """Run ``script`` again under ``torchrun --standalone``; return its exit status."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}", script]

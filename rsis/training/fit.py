@@ -181,6 +181,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
                                 matching=cfg.matching, forcing=teacher_forcing(epoch, cfg.teacher_forcing_epochs),
                                 grad_clip=cfg.grad_clip, monitor=monitor)
         train = distributed.mean_over_processes(dist, train, len(sampler))  # the whole batch's loss under DDP
+        distributed.check_replicas(dist, net, f"after epoch {epoch}")
         val = None
         if dist.is_main:
             val = validation_loss(net, criterion, val_loader, device, weights, steps=state.steps, amp=cfg.amp,
