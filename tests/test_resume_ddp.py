@@ -118,19 +118,17 @@ def test_ddp_two_processes_match_one(tmp_path):
 REPLICA_SCRIPT = """
 import sys
 import torch
-import torch.distributed as dist
-from rsis.training.distributed import DistInfo, check_replicas
+from rsis.training.distributed import check_replicas, setup, teardown
 
-dist.init_process_group("gloo")
-rank = dist.get_rank()
+info = setup("cpu")  # as training joins the group under torchrun (gloo on the CPU)
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 2))
-if sys.argv[1] == "differ" and rank == 1:  # one update that was not all-reduced
+if sys.argv[1] == "differ" and info.rank == 1:  # one update that was not all-reduced
     with torch.no_grad():
         model[1].bias[0] += 1e-6
-check_replicas(DistInfo(rank=rank, world_size=2, local_rank=rank), model, "after epoch 3")
-print("rank", rank, "identical", flush=True)
-dist.destroy_process_group()
+check_replicas(info, model, "after epoch 3")
+print("rank", info.rank, "identical", flush=True)
+teardown(info)
 """
 
 
