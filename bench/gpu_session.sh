@@ -3,11 +3,11 @@
 #   1. the tests marked gpu (CUDA step, bf16, channels_last, one-process NCCL DDP),
 #   2. bench/bench.py --device cuda (training/inference throughput, AMP and channels_last on),
 #   3. the paper configuration's long run (bench/LONG_RUN.md's recipe: 100 epochs = 20,000 updates of
-#      batch 8, x0.1 from epoch 85, test AP every 10 epochs) on CUDA, started with setsid so that it can
+#      batch 8 over its 1,600 images, x0.1 from epoch 85, test AP every 10 epochs) on CUDA, started with setsid so that it can
 #      outlast this command; `bench/gpu_session.sh wait` (a second call on the warm machine) waits for it.
 # Everything lands in $OUT (default /tmp/gpu_session): session.log, bench/results.json, paper.log (the
 # run's epochs), curve.csv, train_history.csv and LONG_RUN_gpu.md (finished, or collected from the
-# epochs so far). BUDGET = seconds this call may take (default 560); DEVICE, EPOCHS, DECAY, CURVE
+# epochs so far). BUDGET = seconds this call may take (default 560); DEVICE, EPOCHS, DECAY, CURVE, TRAIN_IMAGES
 # change the long run (a dry run on a CPU: DEVICE=cpu EPOCHS=2 DECAY=1 CURVE=1).
 # The lent machines' image has torch, torchvision, pandas, scipy, yaml, tqdm and matplotlib but not
 # pycocotools: download its wheel here first and carry the folder .whl (listed in .git/info/exclude):
@@ -32,6 +32,7 @@ if [ "${1:-}" != wait ]; then
   rm -f "$OUT/bench/RESULTS.md"
   stamp "long run started"
   setsid nohup $PY bench/ablation.py --only paper --set train.device=${DEVICE:-cuda} --set train.epochs=${EPOCHS:-100} \
+    --set data.shapes.train=${TRAIN_IMAGES:-1600} \
     --set "train.lr_decay_epochs=[${DECAY:-85}]" --set train.threads=4 --set train.num_workers=4 \
     --set evaluate.bootstrap_resamples=0 --curve ${CURVE:-10} --out $LONG --report $LONG/LONG_RUN_gpu.md \
     >/tmp/long_master.log 2>&1 < /dev/null &
