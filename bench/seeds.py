@@ -3,6 +3,7 @@
     make seeds                                        # seeds 0 1 2, two at a time, one thread each
     python bench/seeds.py --seeds 0 1 2 3 4 --jobs 2
     python bench/seeds.py --table-only                # redo the table from experiments already run
+    python bench/seeds.py --seeds 3 4 --add           # more seeds: merged with bench/seeds.csv's rows of this commit
 
 Each seed is queued as ``dvc exp run --queue -n seed-<S> -S train.seed=<S> -S train.threads=<T>``
 (T = cores / jobs) and the queue runs ``--jobs`` at a time (``dvc queue start -j``), outside the
@@ -10,6 +11,10 @@ workspace: params.yaml, dvc.lock and metrics/ are left as they are. Each experim
 evaluates and analyses (convert comes from the run cache). The metrics are read back from the
 experiments' git refs and written as bench/seeds.csv (one row per seed) and bench/SEEDS.md (the
 rows, then mean, std, min and max, and the test sample's bootstrap interval for comparison).
+``--add`` keeps the rows of bench/seeds.csv that ran on the same commit (its ``commit`` column) and
+adds the new seeds to them: a spread can grow over several sittings without rerunning the first
+seeds. A section of bench/SEEDS.md headed ``## Earlier recipes`` (kept by hand: the spread of
+recipes before this one) survives each rewrite.
 
 Read a `dvc metrics diff` against both numbers: the bootstrap interval in metrics/evaluate.json
 says how much a metric moves on another test sample for the same model; the seed std here says how
@@ -39,6 +44,7 @@ COLUMNS = [("AP50", "metrics/evaluate.json", ("segm", "AP50")),
            ("best_val_loss", "metrics/train.json", ("best_val_loss",)),
            ("train_seconds", "metrics/train.json", ("train_seconds",))]
 SUMMARISED = ("AP50", "agnostic_AP50", "AR@10@0.5", "AP", "best_val_loss")
+KEPT_SECTION = "## Earlier recipes"  # bench/SEEDS.md from this heading on is kept by each rewrite
 
 
 def _run(*args: str) -> str:
@@ -95,7 +101,7 @@ def collect(seeds: list[int], baseline: str) -> list[dict]:
         if ref is None:
             sys.exit(f"bench/seeds.py: no experiment {name(seed)} on commit {baseline}: run without --table-only")
         files = {f: json.loads(_run("git", "show", f"{ref}:{f}")) for f in {c[1] for c in COLUMNS}}
-        row: dict = {"seed": seed}
+        row: dict = {"seed": seed, "commit": baseline[:7]}
         for column, file, path in COLUMNS:
             value = files[file]
             for key in path:
@@ -109,6 +115,24 @@ def collect(seeds: list[int], baseline: str) -> list[dict]:
     return rows
 
 
+def earlier_rows(table: Path, commit: str, seeds: list[int]) -> list[dict]:
+    """The rows of ``table`` (a seeds.csv) trained on ``commit``, but for ``seeds`` (trained again now)."""
+    if not table.exists():
+        return []
+    with open(table, newline="") as f:
+        found = list(csv.DictReader(f))
+    if found and "commit" not in found[0]:
+        sys.exit(f"bench/seeds.py --add: {table} has no 'commit' column (written before --add existed), so its "
+                 "rows cannot be matched to a commit; run all the seeds without --add")
+    rows = []
+    for row in found:
+        if row["commit"] != commit or int(row["seed"]) in seeds:
+            continue
+        rows.append({k: (int(v) if k == "seed" else v if k == "commit" or k.endswith("_ci") else float(v))
+                     for k, v in row.items()})
+    return rows
+
+
 def summary(rows: list[dict]) -> dict[str, dict[str, float]]:
     out = {}
     for column in SUMMARISED:
@@ -118,12 +142,18 @@ def summary(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def markdown(rows: list[dict], wall_s: float | None, jobs: int, commit: str) -> str:
+def markdown(rows: list[dict], wall_s: float | None, jobs: int, commit: str, ran: list[int] | None = None) -> str:
+    """The table of ``rows``; ``ran``: the seeds this run trained when others were kept (``--add``)."""
     stats = summary(rows)
+    if wall_s and ran is not None and len(ran) < len(rows):
+        wall = (f"; {wall_s:.0f} s wall for seeds {', '.join(map(str, ran))}, the others from an earlier run "
+                "on the same commit (`--add`).")
+    else:
+        wall = f"; {wall_s:.0f} s wall for all of them." if wall_s else "."
     lines = ["# Seed spread of the default recipe", "",
              f"`make seeds` (bench/seeds.py) on commit {commit}: the committed params.yaml with `train.seed` "
              f"{', '.join(str(r['seed']) for r in rows)}, one DVC experiment each, {jobs} at a time with one "
-             "thread each on a 2-core CPU" + (f"; {wall_s:.0f} s wall for all of them." if wall_s else "."),
+             "thread each on a 2-core CPU" + wall,
              "Test split (200 images); the interval columns are each run's own 95% bootstrap interval over test "
              "images (metrics/evaluate.json `intervals`).", "",
              "| seed | AP50 | interval | class-agnostic AP50 | interval | AR@10@0.5 | interval | AP | "
@@ -144,26 +174,37 @@ def markdown(rows: list[dict], wall_s: float | None, jobs: int, commit: str) -> 
     return "\n".join(lines)
 
 
+def write(out: Path, rows: list[dict], wall_s: float | None, jobs: int, commit: str, ran: list[int]) -> None:
+    """``rows`` as seeds.csv next to ``out`` and the table as ``out`` (SEEDS.md), keeping its
+    ``## Earlier recipes`` section."""
+    with open(out.with_name("seeds.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    previous = out.read_text() if out.exists() else ""
+    tail = previous[previous.index(KEPT_SECTION):] if KEPT_SECTION in previous else ""
+    out.write_text(markdown(rows, wall_s, jobs, commit, ran) + ("\n" + tail if tail else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="experiments at a time (threads each: cores / jobs)")
     parser.add_argument("--table-only", action="store_true", help="only read the finished experiments back")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the rows of seeds.csv from the same commit and add these seeds to them")
     parser.add_argument("--baseline", default="HEAD", help="--table-only: the commit the experiments ran on")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "SEEDS.md")
     args = parser.parse_args()
-    if len(set(args.seeds)) < 2:
-        sys.exit("bench/seeds.py: --seeds needs at least two different seeds for a spread")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # queue workers spawn dvc
     baseline = _run("git", "rev-parse", args.baseline).strip()  # fixed now: a commit meanwhile changes HEAD
-    wall = None if args.table_only else queue(args.seeds, args.jobs, baseline)
-    rows = collect(args.seeds, baseline)
     commit = baseline[:7]
-    with open(args.out.with_name("seeds.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    args.out.write_text(markdown(rows, wall, args.jobs, commit))
+    kept = earlier_rows(args.out.with_name("seeds.csv"), commit, args.seeds) if args.add else []  # before training
+    if len(set(args.seeds)) + len(kept) < 2:
+        sys.exit("bench/seeds.py: a spread needs at least two different seeds (--seeds, plus the rows --add keeps)")
+    wall = None if args.table_only else queue(args.seeds, args.jobs, baseline)
+    rows = sorted(kept + collect(args.seeds, baseline), key=lambda r: r["seed"])
+    write(args.out, rows, wall, args.jobs, commit, args.seeds)
     print(args.out.read_text())
 
 

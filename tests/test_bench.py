@@ -187,3 +187,27 @@ def test_seeds_table_summarises_the_runs():
     text = seeds.markdown(rows, 1234.0, 2, "abc1234")
     assert "| 1 | 0.870 | 0.80-0.90 | 0.900 |" in text and "| **std** | 0.020 |" in text
     assert "1234 s wall" in text and "commit abc1234" in text
+
+
+def test_seeds_add_keeps_the_same_commits_rows_and_the_earlier_recipes_section(tmp_path):
+    import seeds  # bench/seeds.py
+
+    def row(seed, commit, ap):
+        return {"seed": seed, "commit": commit, "AP50": ap, "agnostic_AP50": ap, "AR@10@0.5": ap, "AP": ap,
+                "best_val_loss": 2.0, "train_seconds": 700.0, "AP50_ci": "0.80-0.90", "agnostic_AP50_ci": "",
+                "AR@10@0.5_ci": ""}
+
+    out = tmp_path / "SEEDS.md"
+    out.write_text("# old table\n\n## Earlier recipes\n\nwritten by hand\n")
+    seeds.write(out, [row(0, "abc1234", 0.85), row(1, "abc1234", 0.87), row(0, "fff0000", 0.5)], 100.0, 2,
+                "abc1234", [0, 1])
+    kept = seeds.earlier_rows(tmp_path / "seeds.csv", "abc1234", [1, 2])  # seed 1 trained again: not kept
+    assert kept == [row(0, "abc1234", 0.85)]
+    seeds.write(out, kept + [row(1, "abc1234", 0.89), row(2, "abc1234", 0.91)], 300.0, 2, "abc1234", [1, 2])
+    text = out.read_text()
+    assert "| 1 | 0.890 |" in text and "| 0 | 0.850 |" in text and "| **mean** | 0.883 |" in text
+    assert "300 s wall for seeds 1, 2, the others from an earlier run on the same commit" in text
+    assert text.endswith("## Earlier recipes\n\nwritten by hand\n") and "# old table" not in text
+    (tmp_path / "seeds.csv").write_text("seed,AP50\n0,0.8\n")  # written before the commit column
+    with pytest.raises(SystemExit, match="no 'commit' column"):
+        seeds.earlier_rows(tmp_path / "seeds.csv", "abc1234", [1])
