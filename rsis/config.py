@@ -198,18 +198,9 @@ class ModelConfig:
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
     instance_embedding: bool = False  # per-pixel embedding; each step's mask + similarity to its seed pixel
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
-    # instance_embedding only: the seed term's scale and radius fixed in training (null = learned)
-    seed_scale: float | None = None
-    seed_radius: float | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self, "hidden_dim", "max_steps")
-        if (self.seed_scale is None) != (self.seed_radius is None):
-            raise ConfigError(f"model.seed_scale and model.seed_radius are set together (both numbers: a fixed seed "
-                              f"term) or both null (learned); got {self.seed_scale} and {self.seed_radius}")
-        if self.seed_scale is not None and (self.seed_scale <= 0 or self.seed_radius <= 0):
-            raise ConfigError(f"model.seed_scale and model.seed_radius must be > 0 (or both null), got "
-                              f"{self.seed_scale} and {self.seed_radius}")
         if self.layer4_width is not None:
             _check_positive(self, "layer4_width")
             if self.pretrained != "none":

@@ -389,32 +389,6 @@ def test_inference_seed_term_must_be_positive_or_null(key):
         EvaluateConfig(**base, **{key: 0.0})
 
 
-def test_fixed_seed_term_replaces_the_learned_one_in_training_and_leaves_inference_to_evaluate():
-    """model.seed_scale / seed_radius: the seed term is fixed (no parameters) at every forward, training
-    included; evaluate's values still override it at inference."""
-    cfg = dataclasses.replace(PAPER, instance_embedding=True, image_skip=True)
-    torch.manual_seed(0)
-    learned = RSIS(cfg, 2).eval()
-    torch.manual_seed(0)
-    fixed = RSIS(dataclasses.replace(cfg, seed_scale=2.0, seed_radius=2.25), 2).eval()
-    assert {"seed_scale", "seed_radius"} <= {name for name, _ in learned.named_parameters()}
-    assert not {"seed_scale", "seed_radius"} & {name for name, _ in fixed.named_parameters()}
-    fixed.load_state_dict({k: v for k, v in learned.state_dict().items() if k not in ("seed_scale", "seed_radius")})
-    images = torch.rand(2, 3, 32, 32)
-    with torch.no_grad():
-        own = fixed(images, steps=2).mask_logits
-        torch.testing.assert_close(own, learned(images, steps=2, seed_scale=2.0, seed_radius=2.25).mask_logits)
-        assert not torch.allclose(own, learned(images, steps=2).mask_logits)  # the learned term is 0.13 x (1.5 - d)
-        torch.testing.assert_close(fixed(images, steps=2, seed_scale=1.0, seed_radius=1.0).mask_logits,
-                                   learned(images, steps=2, seed_scale=1.0, seed_radius=1.0).mask_logits)
-
-
-@pytest.mark.parametrize("scale, radius", [(2.0, None), (None, 2.25), (0.0, 2.25), (2.0, -1.0)])
-def test_fixed_seed_term_needs_both_values_positive(scale, radius):
-    with pytest.raises(ConfigError, match="model.seed_scale and model.seed_radius"):
-        dataclasses.replace(PAPER, instance_embedding=True, seed_scale=scale, seed_radius=radius)
-
-
 @pytest.mark.parametrize("key, value", [("model.output_stride", "8"), ("model.head_pool", "max+encoder"),
                                         ("train.matching", "greedy"), ("train.matching", "fixed")])
 def test_removed_options_are_refused_by_name(tmp_path, key, value):
