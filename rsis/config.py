@@ -311,11 +311,6 @@ class TrainConfig:
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
     head_targets: Literal["matched", "overlap"] = "matched"  # class/box target: matched GT, or the GT the mask overlaps most
-    # instance_embedding only: from this epoch on (null = never) the seed term is fixed at inference's
-    # strength, seed_term_scale x (seed_term_radius - d), in training and validation instead of the learned one
-    seed_term_from_epoch: int | None = None
-    seed_term_scale: float = 2.0
-    seed_term_radius: float = 2.25
     threads: int = 0  # torch CPU threads of the training (under torchrun shared by its processes), 0 = torch's default
     reproducible: bool = True  # pin the CPU math libraries' ISA (and threads): rsis/reproducible.py
 
@@ -329,9 +324,6 @@ class TrainConfig:
         if self.batch_size % self.nproc_per_node:
             raise ConfigError(f"train.batch_size ({self.batch_size}) must be divisible by "
                               f"train.nproc_per_node ({self.nproc_per_node}): it is the global batch")
-        if self.seed_term_scale <= 0 or self.seed_term_radius <= 0:
-            raise ConfigError(f"train.seed_term_scale and train.seed_term_radius must be > 0, got "
-                              f"{self.seed_term_scale} and {self.seed_term_radius}")
         for name in ("lr_decoder", "lr_encoder", "weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")

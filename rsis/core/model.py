@@ -280,8 +280,6 @@ class RSIS(nn.Module):
             # the seed's similarity term: logit += scale * (radius - squared distance to the seed's embedding)
             self.seed_scale = nn.Parameter(torch.tensor(-2.0))  # softplus: 0.13, grows as the embedding learns
             self.seed_radius = nn.Parameter(torch.tensor(EMBEDDING_RADIUS))
-            # (scale, radius) used instead of the learned ones when a call sets none (train.seed_term_from_epoch)
-            self.fixed_seed_term: tuple[float, float] | None = None
         self.aux_masks = cfg.aux_masks
         if cfg.aux_masks:  # deep supervision of the decoder: a 1x1 conv mask head on ConvLSTM_0..3
             self.aux_heads = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in hidden_widths[:-1])
@@ -322,10 +320,8 @@ class RSIS(nn.Module):
         image_features = self.image_features(images) if self.image_skip else None  # [B, 16, H, W]
         embedding = None
         if self.instance_embedding:
-            scale, radius = ((F.softplus(self.seed_scale), self.seed_radius) if self.fixed_seed_term is None
-                             else self.fixed_seed_term)
-            scale = scale if seed_scale is None else seed_scale
-            radius = radius if seed_radius is None else seed_radius
+            scale = F.softplus(self.seed_scale) if seed_scale is None else seed_scale
+            radius = self.seed_radius if seed_radius is None else seed_radius
             full = images.shape[-2:]
             embedding = self.embedding_head(torch.cat(
                 [self.embedding_image(images)]

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,11 +174,6 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         lr_encoder, lr_decoder = schedule.learning_rates(epoch, cfg.lr_encoder, cfg.lr_decoder, cfg.lr_decay_epochs,
                                                          state.encoder_on)
         optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = lr_encoder, lr_decoder
-        if model_cfg.instance_embedding:  # train.seed_term_from_epoch: inference's seed term from then on
-            late = cfg.seed_term_from_epoch is not None and epoch >= cfg.seed_term_from_epoch
-            net.fixed_seed_term = (cfg.seed_term_scale, cfg.seed_term_radius) if late else None
-            if late and epoch == cfg.seed_term_from_epoch:  # a new phase: its validation losses are not comparable
-                state = replace(state, best_loss=math.inf, epochs_since_best=0)
         sampler.set_epoch(epoch)  # the shuffle of epoch e depends on (seed, e) only
         torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + dist.rank)  # augmentation randomness likewise
         train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch, state.steps,
