@@ -123,7 +123,7 @@ def throughput_report(document: dict) -> str:
     lines = ["", "## CPU training step, images/s (`python bench/throughput.py`)", "",
              "The real training step (`rsis.training.engine.train_one_epoch`) on the same batches, each row in a fresh "
              "process; `note` says which rows use the optimiser as it was before (Adam's per-tensor loop) and "
-             "which the kernels `train.reproducible` pins (AVX2: the same bits on every x86-64 machine).", "",
+             "which the kernels `train.reproducible` pins (AVX2: the same bits on every machine of one CPU model).", "",
              "| config | threads | Adam | kernels | s/step | train img/s | note |", "|---|---|---|---|---|---|---|"]
     for r in document["rows"]:
         lines.append(f"| {r['config']} | {r['threads']} | {r['adam']} | {r.get('kernels', 'native')} | "
