@@ -195,12 +195,15 @@ class ModelConfig:
     canvas_gate: bool = False  # mask probability x (1 - canvas): a step cannot claim pixels already covered
     head_pool: Literal["max", "max+mask"] = "max"  # heads' features: max-pooled hidden states
     # (+ the skip projections averaged under the step's mask)
+    head_shape: int = 0  # k > 0: the heads also see the step's mask and the image on a k x k grid over the mask's box
     image_skip: bool = False  # the input image at full resolution into the mask head (a 2-layer conv head)
     instance_embedding: bool = False  # per-pixel embedding; each step's mask + similarity to its seed pixel
     aux_masks: bool = False  # deep supervision: each step's mask also read off ConvLSTM_0..3 (loss_weights.aux_mask)
 
     def __post_init__(self) -> None:
         _check_positive(self, "hidden_dim", "max_steps")
+        if self.head_shape < 0:
+            raise ConfigError(f"model.head_shape must be >= 0 (0 = off, k = a k x k grid), got {self.head_shape}")
         if self.layer4_width is not None:
             _check_positive(self, "layer4_width")
             if self.pretrained != "none":

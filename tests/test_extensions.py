@@ -12,7 +12,7 @@ import torchvision
 from rsis.config import ConfigError, ModelConfig, load_section
 from rsis.core.criterion import RSISCriterion, embedding_loss, weighted_total
 from rsis.core.matcher import StepMatcher
-from rsis.core.model import RSIS, coordinates, gated_logits, mask_pool
+from rsis.core.model import RSIS, coordinates, gated_logits, mask_boxes, mask_pool, shape_grid
 from rsis.training.engine import forward_with_loss
 from rsis.training.fit import teacher_forcing
 from conftest import REPO
@@ -107,6 +107,29 @@ def test_mask_pool_averages_under_the_mask():
     weights[..., :2, :2] = 1.0  # the top-left feature cell only
     assert mask_pool(features, weights).item() == 0.0
     assert mask_pool(features, torch.ones(1, 1, 8, 8)).item() == pytest.approx(7.5)
+
+
+def test_shape_grid_sees_an_object_whatever_its_place_and_size():
+    def square(top: int, left: int, side: int, hole: int = 0) -> torch.Tensor:
+        mask = torch.zeros(1, 1, 32, 32)
+        mask[..., top:top + side, left:left + side] = 1.0
+        if hole:  # a ring: the middle left out
+            mask[..., top + hole:top + side - hole, left + hole:left + side - hole] = 0.0
+        return mask
+
+    assert mask_boxes(square(4, 6, 8)).tolist() == [[6.0, 4.0, 14.0, 12.0]]  # x0, y0, x1, y1: pixel edges
+    assert mask_boxes(torch.zeros(1, 1, 32, 32)).tolist() == [[0.0, 0.0, 32.0, 32.0]]  # nothing: the image
+    images = torch.zeros(1, 3, 32, 32)
+    small, moved, large = (shape_grid(m, images, 4) for m in (square(4, 6, 8), square(18, 20, 8), square(8, 8, 16)))
+    assert small.shape == (1, 4 * 16)
+    torch.testing.assert_close(moved, small)
+    torch.testing.assert_close(large, small)
+    assert (shape_grid(square(8, 8, 16, hole=4), images, 4) - large).abs().max() > 0.5  # a ring is not a disc
+
+
+def test_head_shape_must_not_be_negative():
+    with pytest.raises(ConfigError, match="model.head_shape"):
+        dataclasses.replace(PAPER, head_shape=-1)
 
 
 def test_bce_term_is_zero_for_a_perfect_mask_and_skips_ignored_pixels():
@@ -400,7 +423,8 @@ def test_removed_options_are_refused_by_name(tmp_path, key, value):
         load_section(section, tmp_path / "params.yaml")
 
 
-EVERY = dataclasses.replace(ALL, canvas_gate=True, image_skip=True, instance_embedding=True, aux_masks=True)
+EVERY = dataclasses.replace(ALL, canvas_gate=True, image_skip=True, instance_embedding=True, aux_masks=True,
+                            head_shape=3)
 
 
 def test_a_shorter_unroll_per_image_gives_the_full_unrolls_first_steps():

@@ -27,6 +27,7 @@ NUM_LAYERS = 5
 MASK_PRIOR_LOGIT = -2.0
 IMAGE_SKIP_WIDTH = 16  # channels of the full-resolution mask head (model.image_skip)
 EMBEDDING_WIDTH = 8  # per-pixel instance embedding (model.instance_embedding)
+SHAPE_WIDTH = 64  # features the heads get from the step's mask and image over its box (model.head_shape)
 EMBEDDING_RADIUS = 1.5  # initial squared distance at which the seed term is 0 (between the loss's margins)
 
 
@@ -191,6 +192,31 @@ def mask_pool(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (features * w).sum((2, 3)) / w.sum((2, 3)).clamp_min(1e-6)
 
 
+def mask_boxes(probability: torch.Tensor) -> torch.Tensor:
+    """Bounding boxes (x0, y0, x1, y1 in pixels, edges) of probability >= 0.5 in [B, 1, H, W]; the whole
+    image where no pixel reaches it: [B, 4]."""
+    foreground = probability[:, 0] >= 0.5  # [B, H, W]
+    boxes = []
+    for covered in (foreground.any(1), foreground.any(2)):  # columns [B, W], rows [B, H]
+        side = covered.shape[1]
+        first = covered.float().argmax(1)  # first maximal value: the first covered index
+        end = side - covered.flip(1).float().argmax(1)
+        empty = ~covered.any(1)
+        boxes += [torch.where(empty, 0, first), torch.where(empty, side, end)]
+    x0, x1, y0, y1 = boxes
+    return torch.stack([x0, y0, x1, y1], 1).to(probability.dtype)
+
+
+def shape_grid(probability: torch.Tensor, images: torch.Tensor, size: int) -> torch.Tensor:
+    """The step's mask probability and the image, bilinearly sampled on a ``size`` x ``size`` grid over
+    the mask's box (RoIAlign): what the object looks like, whatever its size and place. [B, 4 * size^2]."""
+    boxes = mask_boxes(probability)
+    rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], 1)
+    grid = torchvision.ops.roi_align(torch.cat([probability, images], 1), rois, size, sampling_ratio=2,
+                                     aligned=True)  # [B, 4, size, size]
+    return grid.flatten(1)
+
+
 def gated_logits(logits: torch.Tensor, canvas: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """The logits of sigmoid(logits) * (1 - canvas): pixels the canvas covers fall to probability 0."""
     return (logits.sigmoid() * (1.0 - canvas)).clamp(eps, 1.0 - eps).logit()
@@ -268,6 +294,10 @@ class RSIS(nn.Module):
         # 0.5 everywhere, where the soft-IoU gradient is weak; training leaves this plateau sooner.
         nn.init.constant_(self.mask_head.bias, MASK_PRIOR_LOGIT)
         pooled = sum(hidden_widths) + (sum(skip_widths) if cfg.head_pool == "max+mask" else 0)
+        self.head_shape = cfg.head_shape
+        if cfg.head_shape:  # the step's mask and the image over the mask's box, through one hidden layer
+            self.shape_head = nn.Sequential(nn.Linear(4 * cfg.head_shape**2, SHAPE_WIDTH), nn.ReLU())
+            pooled += SHAPE_WIDTH
         self.class_head = nn.Linear(pooled, num_classes)
         self.stop_head = nn.Linear(pooled, 1)
         self.box_head = nn.Linear(pooled, 4)  # centre x, y and width, height (sigmoid: fractions of the side)
@@ -373,6 +403,8 @@ class RSIS(nn.Module):
             if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
                 weights = mask.detach().sigmoid()
                 pooled += [mask_pool(s, weights) for s in skips]
+            if self.head_shape:
+                pooled.append(self.shape_head(shape_grid(mask.detach().sigmoid(), images[:n], self.head_shape)))
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
