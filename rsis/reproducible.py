@@ -1,4 +1,4 @@
-"""Bit-identical CPU results across x86-64 machines (``train.reproducible``, on by default).
+"""Bit-identical CPU results on machines of one CPU model (``train.reproducible``, on by default).
 
 Float results on a CPU depend on which kernels the math libraries pick for the machine they run
 on (ATen's vectorised kernels, oneDNN convolutions and MKL matrix products each dispatch on the
@@ -13,10 +13,11 @@ and so do 1 vs 2 threads. So, when ``train.reproducible`` is true, every torch s
                                                                         share of it per process
                                                                         under torchrun)
 
-set before torch is imported, so the same params give the same bits on any x86-64 machine with
-AVX2 and the same software (requirements.lock, torch build): measured so by capping this
-machine's ISA, and across sessions, until a host change in 2026-12 parted the bits (README). Not covered: GPUs (CUDA kernels
-differ by device and version), other CPU architectures (ARM), another torch or MKL version.
+set before torch is imported, so the same params give the same bits on machines of one CPU model
+with the same software (requirements.lock, torch build) and threads. Across CPU models they need
+not: an Intel Xeon and an AMD EPYC host give different bits under the same pin, although each
+reproduces its own (docs/reproducibility.md). Not covered: GPUs (CUDA kernels differ by device and
+version), other CPU architectures (ARM), another torch or MKL version.
 The price is speed where AVX-512 would have been used (README, "Reproducibility").
 """
 

@@ -414,11 +414,12 @@ class RSIS(nn.Module):
             if self.canvas_gate:  # p = sigmoid(mask) * (1 - canvas), back to a logit
                 mask = gated_logits(mask, canvas)
             masks.append(mask[:, 0])  # [B, H, W]
+            # [n, 1, H, W]: what the heads read of the step's own mask (no gradient into the mask from them)
+            probability = mask.detach().sigmoid() if self.head_pool == "max+mask" or self.head_shape else None
             if self.head_pool == "max+mask":  # what the step's own mask covers, in every skip level
-                weights = mask.detach().sigmoid()
-                pooled += [mask_pool(s, weights) for s in skips]
+                pooled += [mask_pool(s, probability) for s in skips]
             if self.head_shape:
-                pooled.append(self.shape_head(shape_grid(mask.detach().sigmoid(), images[:n], self.head_shape)))
+                pooled.append(self.shape_head(shape_grid(probability, images[:n], self.head_shape)))
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
             features = torch.cat(pooled, dim=1)  # [B, sum(widths)]
