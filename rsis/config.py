@@ -188,7 +188,6 @@ class ModelConfig:
     skip_mode: Literal["concat", "sum", "mul", "none"]
     image_size: int | tuple[int, ...]  # network input: side, or [height, width]
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
-    min_width: int = 0  # ConvLSTM_i has max(D / 2**i, min_width) channels (the finest has D / 16 without it)
     layer4_width: int | None = None  # planes of the last ResNet stage; None = the ResNet's own (512 for ResNet-18)
     encoder_width: float = 1.0  # the ResNet's stem and stages at this times their planes (layer4: layer4_width if set)
     output_stride: Literal[32, 16] = 32  # 16: the last ResNet stage keeps its input resolution
@@ -204,8 +203,6 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, "hidden_dim", "max_steps")
-        if self.min_width < 0:
-            raise ConfigError(f"model.min_width must be >= 0 (0 = D / 2**i for every level), got {self.min_width}")
         if self.head_shape < 0:
             raise ConfigError(f"model.head_shape must be >= 0 (0 = off, k = a k x k grid), got {self.head_shape}")
         if self.layer4_width is not None:

@@ -282,9 +282,8 @@ class RSIS(nn.Module):
         self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
         self.backbone = cfg.backbone
         self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.layer4_width, cfg.encoder_width)  # random: see load_pretrained
-        # ConvLSTM_i: D / 2**i channels (D, D/2, .., D/16), at least model.min_width; S_i as wide as h_{i-1}
-        hidden_widths = tuple(max(d // 2**i, cfg.min_width) for i in range(NUM_LAYERS))
-        skip_widths = (hidden_widths[0],) + hidden_widths[:-1]  # D, D, D/2, D/4, D/8 without the floor
+        skip_widths = (d, d, d // 2, d // 4, d // 8)
+        hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
             for c_in, c_out in zip(self.encoder.channels, skip_widths)
