@@ -189,7 +189,6 @@ class ModelConfig:
     image_size: int | tuple[int, ...]  # network input: side, or [height, width]
     # Extensions beyond the paper; each default is the paper's behaviour (README "Deviations").
     layer4_width: int | None = None  # planes of the last ResNet stage; None = the ResNet's own (512 for ResNet-18)
-    encoder_width: float = 1.0  # the ResNet's stem and stages at this times their planes (layer4: layer4_width if set)
     output_stride: Literal[32, 16] = 32  # 16: the last ResNet stage keeps its input resolution
     coord: bool = False  # CoordConv: x and y channels into every ConvLSTM input
     canvas: bool = False  # the union of earlier steps' masks (detached) into every ConvLSTM input
@@ -210,11 +209,6 @@ class ModelConfig:
             if self.pretrained != "none":
                 raise ConfigError(f"model.layer4_width = {self.layer4_width}: pretrained ResNet weights exist only for "
                                   f"the ResNet's own last stage (set model.pretrained to none or layer4_width to null)")
-        if not self.encoder_width > 0:
-            raise ConfigError(f"model.encoder_width must be > 0 (1 = the ResNet's own widths), got {self.encoder_width}")
-        if self.encoder_width != 1 and self.pretrained != "none":
-            raise ConfigError(f"model.encoder_width = {self.encoder_width}: pretrained ResNet weights exist only for "
-                              f"the ResNet's own widths (set model.pretrained to none or encoder_width to 1)")
         if self.hidden_dim % 16:
             raise ConfigError(f"model.hidden_dim must be a multiple of 16 (widths D..D/16), got {self.hidden_dim}")
         sides = (self.image_size,) if isinstance(self.image_size, int) else self.image_size

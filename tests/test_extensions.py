@@ -12,7 +12,7 @@ import torchvision
 from rsis.config import ConfigError, ModelConfig, load_section
 from rsis.core.criterion import RSISCriterion, embedding_loss, weighted_total
 from rsis.core.matcher import StepMatcher
-from rsis.core.model import RSIS, ScaledResNet, coordinates, gated_logits, mask_boxes, mask_pool, shape_grid
+from rsis.core.model import RSIS, coordinates, gated_logits, mask_boxes, mask_pool, shape_grid
 from rsis.training.engine import forward_with_loss
 from rsis.training.fit import teacher_forcing
 from conftest import REPO
@@ -290,26 +290,6 @@ def test_layer4_width_narrows_only_the_last_stage_and_refuses_pretrained_weights
         dataclasses.replace(PAPER, layer4_width=256, pretrained="imagenet")
     with pytest.raises(ConfigError, match="layer4_width"):
         dataclasses.replace(PAPER, layer4_width=0)
-
-
-def test_encoder_width_scales_the_stem_and_stages_and_leaves_width_one_bit_for_bit():
-    half = RSIS(dataclasses.replace(PAPER, encoder_width=0.5), 2).encoder
-    assert half.channels == (256, 128, 64, 32, 32)  # layer4 .. layer1 at half their planes, the stem too
-    assert [f.shape[1] for f in half(torch.randn(1, 3, 64, 64))] == list(half.channels)
-    assert half.stem[0].weight.shape == (32, 3, 7, 7) and half.stem[1].num_features == 32
-    assert half.stem[0].weight.std() > 0 and torch.equal(half.stem[1].weight, torch.ones(32))  # ResNet's init
-    both = RSIS(dataclasses.replace(PAPER, encoder_width=0.5, layer4_width=40), 2).encoder
-    assert both.channels == (40, 128, 64, 32, 32)  # layer4_width wins for the last stage
-    # width 1 through the scaled path (layer4 at ResNet-18's own 512) is torchvision's network, draw for draw
-    torch.manual_seed(0)
-    own = torchvision.models.resnet18().state_dict()
-    torch.manual_seed(0)
-    same = ScaledResNet("resnet18", 512, 1.0).state_dict()
-    assert own.keys() == same.keys() and all(torch.equal(own[k], same[k]) for k in own)
-    with pytest.raises(ConfigError, match="encoder_width"):
-        dataclasses.replace(PAPER, encoder_width=0.5, pretrained="imagenet")
-    with pytest.raises(ConfigError, match="encoder_width"):
-        dataclasses.replace(PAPER, encoder_width=0)
 
 
 def test_overlap_head_targets_train_the_class_of_the_object_the_mask_covers():

@@ -82,43 +82,29 @@ RESNET_LAYOUTS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBloc
 
 
 class ScaledResNet(torchvision.models.ResNet):
-    """torchvision's ResNet with its widths scaled: the stem and every stage at ``width`` times their
-    planes, and the last stage at ``layer4_width`` planes when that is set (None: scaled too)."""
+    """torchvision's ResNet with the last stage's width set on its own (``layer4_width`` planes
+    instead of the ResNet's own); the stem and stages 1-3 are torchvision's."""
 
-    def __init__(self, name: str, layer4_width: int | None, width: float = 1.0) -> None:
-        self.layer4_width, self.width, self.stages_built = layer4_width, width, 0
+    def __init__(self, name: str, layer4_width: int) -> None:
+        self.layer4_width, self.stages_built = layer4_width, 0
         block, layers = RESNET_LAYOUTS[name]
         super().__init__(block, layers)
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1,
                     dilate: bool = False) -> nn.Sequential:
-        self.stages_built += 1  # torchvision builds layer1..layer4 in order, after the stem
-        if self.stages_built == 1 and self.width != 1:  # the stem, before ResNet's weight init runs
-            self.inplanes = scaled(self.inplanes, self.width)
-            self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
-            self.bn1 = self._norm_layer(self.inplanes)
-        if self.stages_built == 4 and self.layer4_width is not None:
-            planes = self.layer4_width
-        else:
-            planes = scaled(planes, self.width)
-        return super()._make_layer(block, planes, blocks, stride, dilate)
-
-
-def scaled(planes: int, width: float) -> int:
-    """``planes`` x ``width``, rounded, at least 1."""
-    return max(1, round(planes * width))
+        self.stages_built += 1  # torchvision builds layer1..layer4 in order
+        return super()._make_layer(block, self.layer4_width if self.stages_built == 4 else planes, blocks, stride, dilate)
 
 
 class ResNetEncoder(nn.Module):
     """torchvision ResNet truncated before pooling. Returns [f0..f4], deepest first."""
 
-    def __init__(self, name: str, output_stride: int = 32, layer4_width: int | None = None,
-                 width: float = 1.0) -> None:
+    def __init__(self, name: str, output_stride: int = 32, layer4_width: int | None = None) -> None:
         super().__init__()
-        if layer4_width is None and width == 1:
+        if layer4_width is None:
             net = getattr(torchvision.models, name)(weights=None)
         else:
-            net = ScaledResNet(name, layer4_width, width)
+            net = ScaledResNet(name, layer4_width)
         if output_stride == 16:  # layer4 without its stride (same weights, so pretrained files still load)
             block = net.layer4[0]
             first = block.conv2 if hasattr(block, "conv3") else block.conv1  # the strided conv of the block
@@ -281,7 +267,7 @@ class RSIS(nn.Module):
         self.skip_mode = cfg.skip_mode
         self.coord, self.canvas, self.canvas_gate, self.head_pool = cfg.coord, cfg.canvas, cfg.canvas_gate, cfg.head_pool
         self.backbone = cfg.backbone
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.layer4_width, cfg.encoder_width)  # random: see load_pretrained
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.output_stride, cfg.layer4_width)  # random: see load_pretrained
         skip_widths = (d, d, d // 2, d // 4, d // 8)
         hidden_widths = tuple(d // 2**i for i in range(NUM_LAYERS))  # D, D/2, D/4, D/8, D/16
         self.skips = nn.ModuleList(
