@@ -474,3 +474,54 @@ def test_training_losses_and_gradients_are_those_of_the_full_unroll(matching, fo
         torch.testing.assert_close(short[key], full[key], rtol=1e-4, atol=1e-6)
     for a, b in zip(gradients(short), full_grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+def test_small_object_power_weights_the_segmentation_terms_by_area():
+    """train.small_object_power: at 0 the segmentation terms are plain means over the matched pairs;
+    above 0 a pair's share grows as its target shrinks (weights area^-power, mean 1), so a wrong mask
+    on the small object costs more than the same error on the large one, and a wrong mask on the
+    large one less."""
+    masks = torch.zeros(2, 32, 32)
+    masks[0, :24] = 1.0  # large: 768 pixels
+    masks[1, 28:30, :16] = 1.0  # small: 32 pixels
+    targets = [_target(masks)]
+    matches = [(torch.arange(2), torch.arange(2))]
+    good = (masks * 20 - 10)[None]  # [1, 2, H, W] logits that reproduce both masks
+    out = RSIS(ALL, num_classes=2).eval()(torch.zeros(1, 3, 32, 32), steps=2)
+    for wrong, cheaper in ((1, False), (0, True)):
+        logits = good.clone()
+        logits[0, wrong] = -logits[0, wrong]
+        wrong_out = out._replace(mask_logits=logits, aux_mask_logits=[])
+        plain = RSISCriterion()(wrong_out, targets, matches=matches)
+        zero = RSISCriterion(area_power=0.0)(wrong_out, targets, matches=matches)
+        weighted = RSISCriterion(area_power=0.5)(wrong_out, targets, matches=matches)
+        for term in ("mask", "bce"):
+            assert zero[term].item() == plain[term].item()
+            assert (weighted[term].item() < plain[term].item()) == cheaper, (term, wrong)
+    assert load_section("train").small_object_power >= 0
+
+
+def test_warmup_ramps_the_learning_rates_over_the_first_updates_and_restores_them():
+    """train.warmup_updates N: update u of the run (u < N) uses (u + 1) / N of the epoch's rates;
+    the run's update count goes on across epochs, and the optimizer's rates are the epoch's again after it."""
+    from torch.utils.data import DataLoader
+
+    from rsis.training.engine import train_one_epoch
+
+    torch.manual_seed(0)
+    model = RSIS(ALL, num_classes=2).train()
+    batches = [(torch.randn(1, 3, 32, 32), [_target(_bands(2))]) for _ in range(3)]
+    loader = DataLoader(batches, batch_size=None)
+    optimizer = torch.optim.SGD([{"params": list(model.encoder.parameters()), "lr": 0.1},
+                                 {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")],
+                                  "lr": 0.2}])
+    seen = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append([g["lr"] for g in opt.param_groups]))
+    weights = {"mask": 1.0, "cls": 1.0, "stop": 0.5, "box": 0.5}
+    train_one_epoch(model, RSISCriterion(), loader, optimizer, torch.device("cpu"), weights, 0, 4,
+                    show_progress=False, warmup=(0, 4))
+    train_one_epoch(model, RSISCriterion(), loader, optimizer, torch.device("cpu"), weights, 1, 4,
+                    show_progress=False, warmup=(3, 4))
+    expected = [[0.1 * k / 4, 0.2 * k / 4] for k in (1, 2, 3, 4)] + [[0.1, 0.2]] * 2
+    assert [lr for step in seen for lr in step] == pytest.approx([lr for step in expected for lr in step])
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.2]
