@@ -211,3 +211,29 @@ def test_seeds_add_keeps_the_same_commits_rows_and_the_earlier_recipes_section(t
     (tmp_path / "seeds.csv").write_text("seed,AP50\n0,0.8\n")  # written before the commit column
     with pytest.raises(SystemExit, match="no 'commit' column"):
         seeds.earlier_rows(tmp_path / "seeds.csv", "abc1234", [1])
+
+
+def test_stop_threshold_sweep_scores_each_checkpoint_at_each_threshold(tmp_path, data_cfg, tiny_paths, tiny_model_cfg,
+                                                                       eval_cfg):
+    """bench/stop_threshold.py: one row per checkpoint and threshold, from the evaluate stage's scoring;
+    a lower threshold emits at least as many masks, and (the extra steps ranking last) no lower
+    class-agnostic recall."""
+    import dataclasses
+
+    import stop_threshold
+    from rsis.config import to_dict
+    from rsis.core.checkpoint import save_checkpoint
+    from rsis.core.model import RSIS
+    from rsis.datasets.convert import convert
+
+    convert(data_cfg, tiny_paths.data)
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, {"model": RSIS(tiny_model_cfg, num_classes=5).state_dict(),
+                                 "model_config": to_dict(tiny_model_cfg), "num_classes": 5, "epoch": 0})
+    cfg = dataclasses.replace(eval_cfg, mask_threshold=0.0, min_area_fraction=0.0)  # untrained: keep its masks
+    rows = stop_threshold.sweep([str(checkpoint)], tiny_paths.data, "val", [1.0, 0.0], cfg)
+    assert [r["stop_threshold"] for r in rows] == [1.0, 0.0]
+    assert rows[0]["masks"] == 0 and rows[1]["masks"] == 6 * 4  # 4 validation images, every one of the 6 steps
+    assert rows[1]["AR@10@0.5"] >= rows[0]["AR@10@0.5"]
+    assert "| 0.0 | 24 |" in stop_threshold.table(rows)
