@@ -63,7 +63,7 @@ def memorise(params: dict[str, Any], data_root: Path, updates: int, every: int, 
     model = initial_model(model_cfg, dataset.num_classes, cfg.seed)
     optimizer = build_optimizer(model, cfg)
     weights = schedule.loss_weights(schedule.initial_state(cfg.schedule, model_cfg.max_steps), to_dict(cfg.loss_weights))
-    criterion = RSISCriterion(head_targets=cfg.head_targets, area_power=cfg.small_object_power)
+    criterion = RSISCriterion(head_targets=cfg.head_targets)
     # teacher forcing over the same share of the run as in the configured training
     forcing_share = min(1.0, cfg.teacher_forcing_epochs / cfg.epochs)
     curve, done, start = [], 0, time.perf_counter()

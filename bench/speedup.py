@@ -65,7 +65,7 @@ def worker(tree: Path, data: Path, native: bool, overrides: list[str]) -> None:
         model = place(model, device, cfg.channels_last)
     optimizer = fit.build_optimizer(model, cfg)
     weights = schedule.loss_weights(schedule.initial_state(cfg.schedule, model_cfg.max_steps), to_dict(cfg.loss_weights))
-    criterion = RSISCriterion(head_targets=cfg.head_targets, area_power=cfg.small_object_power)
+    criterion = RSISCriterion(head_targets=cfg.head_targets)
     forcing = fit.teacher_forcing(1, cfg.teacher_forcing_epochs)
     print(json.dumps({"batch": cfg.batch_size, "threads": torch.get_num_threads(),
                       "kernels": torch.backends.cpu.get_cpu_capability(),

@@ -314,17 +314,13 @@ class TrainConfig:
     teacher_forcing_epochs: float = 0.0  # canvas from the matched ground truth with probability 1 -> 0 over these epochs
     grad_clip: float = 0.0  # max global gradient norm, 0 = no clipping
     head_targets: Literal["matched", "overlap"] = "matched"  # class/box target: matched GT, or the GT the mask overlaps most
-    small_object_power: float = 0.0  # segmentation terms weight each matched pair by area^-power (mean 1), 0 = equal
-    warmup_updates: int = 0  # both learning rates ramped linearly from 1/N of their value over the first N updates
     threads: int = 0  # torch CPU threads of the training (under torchrun shared by its processes), 0 = torch's default
     reproducible: bool = True  # pin the CPU math libraries' ISA (and threads): rsis/reproducible.py
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size", "max_objects", "nproc_per_node")
-        if min(self.teacher_forcing_epochs, self.grad_clip, self.threads, self.small_object_power,
-               self.warmup_updates) < 0:
-            raise ConfigError("train.teacher_forcing_epochs, train.grad_clip, train.threads, "
-                              "train.small_object_power and train.warmup_updates must be >= 0")
+        if self.teacher_forcing_epochs < 0 or self.grad_clip < 0 or self.threads < 0:
+            raise ConfigError("train.teacher_forcing_epochs, train.grad_clip and train.threads must be >= 0")
         if self.teacher_forcing_epochs and self.matching == "hungarian":
             raise ConfigError("train.teacher_forcing_epochs > 0 needs train.matching top-down: the Hungarian "
                               "assignment is known only after the whole sequence, too late to feed a step its canvas")

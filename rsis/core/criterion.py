@@ -24,19 +24,15 @@ class RSISCriterion(nn.Module):
     1 - soft IoU between the level's coarse mask and the target area-resized to it (deep supervision).
     """
 
-    def __init__(self, matcher: HungarianMatcher | None = None, head_targets: str = "matched",
-                 area_power: float = 0.0) -> None:
+    def __init__(self, matcher: HungarianMatcher | None = None, head_targets: str = "matched") -> None:
         """``head_targets`` (train.head_targets): ``matched`` (the paper) trains a step's class and box
         on its matched target; ``overlap`` on the ground-truth instance its mask overlaps most, i.e.
-        the object the step actually emits (the two differ when the matching imposes an order).
-        ``area_power`` (train.small_object_power) gamma: the mask, bce and aux_mask terms weight each
-        matched pair by its target's area^-gamma, normalised to mean 1 over the batch's pairs (0 = equal)."""
+        the object the step actually emits (the two differ when the matching imposes an order)."""
         super().__init__()
         if head_targets not in ("matched", "overlap"):
             raise ValueError(f"head_targets must be 'matched' or 'overlap', got {head_targets!r}")
         self.matcher = matcher or HungarianMatcher()
         self.head_targets = head_targets
-        self.area_power = area_power
 
     def forward(self, outputs: RSISOutput, targets: list[dict],
                 matches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
@@ -69,18 +65,14 @@ class RSISCriterion(nn.Module):
             probs = logits.sigmoid()
             gt = all_masks[pair_target].to(probs.dtype)  # [P, H, W]
             pair_valid = None if valid is None else valid[pair_image].to(probs.dtype)
-            weight = None  # [P] each pair's share of the segmentation terms: equal unless area_power
-            if self.area_power:
-                weight = gt.sum((1, 2)).clamp_min(1.0).pow(-self.area_power)
-                weight = weight / weight.mean()
-            losses["mask"] = _mean(1.0 - paired_soft_iou(probs, gt, pair_valid), weight)
+            losses["mask"] = (1.0 - paired_soft_iou(probs, gt, pair_valid)).mean()
             if outputs.aux_mask_logits:  # mean over levels of 1 - soft IoU with the area-resized target
-                losses["aux_mask"] = _mean(torch.stack([
+                losses["aux_mask"] = torch.stack([
                     1.0 - paired_soft_iou(level[pair_image, pair_step].sigmoid(), _resize(gt, level),
                                           None if valid is None else _resize(valid, level)[pair_image])
-                    for level in outputs.aux_mask_logits]).mean(0), weight)
+                    for level in outputs.aux_mask_logits]).mean(0).mean()
             bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none")
-            losses["bce"] = _mean((bce * pair_valid if pair_valid is not None else bce).mean((1, 2)), weight)
+            losses["bce"] = (bce * pair_valid if pair_valid is not None else bce).mean((1, 2)).mean()
             heads = pair_target
             if self.head_targets == "overlap":  # the instance of its own image each step's mask overlaps most
                 p, g = probs.detach(), all_masks.to(probs.dtype)
@@ -106,11 +98,6 @@ class RSISCriterion(nn.Module):
                                                             (step_index < objects).expand_as(scored)[scored].float())
         losses["embedding"] = embedding_loss(outputs.embedding, targets) if outputs.embedding is not None else zero
         return {k: losses[k] for k in ("mask", "bce", "cls", "stop", "box", "aux_mask", "embedding")}
-
-
-def _mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean of the per-pair ``values`` [P], each weighted by ``weight`` [P] (mean 1) when given."""
-    return values.mean() if weight is None else (values * weight).mean()
 
 
 def _resize(masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:

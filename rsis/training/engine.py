@@ -147,16 +147,13 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
                     device: torch.device, weights: dict[str, float], epoch: int, steps: int, amp: bool = False,
                     channels_last: bool = False, show_progress: bool = True, matching: str = "hungarian",
                     forcing: tuple[float, float] = (0.0, 0.0), grad_clip: float = 0.0,
-                    monitor: SlowdownMonitor | None = None, warmup: tuple[int, int] = (0, 0)) -> dict[str, float]:
+                    monitor: SlowdownMonitor | None = None) -> dict[str, float]:
     """Train for one epoch unrolling at most ``steps`` decoder steps; returns the image-weighted mean
     of each loss term and the weighted total (this process's share of the data under DDP).
     ``forcing``: teacher-forcing probability at the epoch's start and end (linear in between).
     ``monitor``: times each step and prints its hint (at most once per epoch) when steps slow down.
-    ``warmup`` (first update of this epoch, N): while the run's update u < N, every learning rate
-    is (u + 1) / N of the optimizer's value for the epoch (restored at the epoch's end).
     The progress bar shows only when ``show_progress`` and stderr is a terminal."""
     model.train()
-    epoch_lrs = [group["lr"] for group in optimizer.param_groups]
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     progress = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False, disable=None if show_progress else True)
@@ -164,9 +161,6 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
     for index, (images, targets) in enumerate(progress):
         images, targets = prepare_images(images, device, channels_last), to_device(targets, device)
         p = forcing[0] + (forcing[1] - forcing[0]) * index / max(len(loader), 1)
-        if warmup[0] + index < warmup[1]:
-            for group, lr in zip(optimizer.param_groups, epoch_lrs):
-                group["lr"] = lr * (warmup[0] + index + 1) / warmup[1]
         try:
             values, total_value = training_step(model, criterion, optimizer, images, targets, weights,
                                                 steps_for(targets, steps), matching, p, amp, grad_clip)
@@ -185,8 +179,6 @@ def train_one_epoch(model: nn.Module, criterion: RSISCriterion, loader: DataLoad
         if hint and not hinted:
             tqdm.write(f"warning: {hint}", file=sys.stderr)
             hinted = True
-    for group, lr in zip(optimizer.param_groups, epoch_lrs):
-        group["lr"] = lr
     return {k: v / seen for k, v in sums.items()}
 
 

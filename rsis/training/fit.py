@@ -145,7 +145,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
     num_classes = train_loader.dataset.num_classes
     net = place_model(initial_model(model_cfg, num_classes, cfg.seed), device, cfg.channels_last)
     optimizer = build_optimizer(net, cfg)
-    criterion = RSISCriterion(head_targets=cfg.head_targets, area_power=cfg.small_object_power)
+    criterion = RSISCriterion(head_targets=cfg.head_targets)
     base_weights = to_dict(cfg.loss_weights)
     fingerprint = run_fingerprint(paths, model_cfg, cfg, dist.world_size)
     meta = {"model_config": to_dict(model_cfg), "train_config": to_dict(cfg), "num_classes": num_classes,
@@ -179,8 +179,7 @@ def _fit(paths: PathsConfig, model_cfg: ModelConfig, cfg: TrainConfig,
         train = train_one_epoch(model, criterion, train_loader, optimizer, device, weights, epoch, state.steps,
                                 amp=cfg.amp, channels_last=cfg.channels_last, show_progress=dist.is_main,
                                 matching=cfg.matching, forcing=teacher_forcing(epoch, cfg.teacher_forcing_epochs),
-                                grad_clip=cfg.grad_clip, monitor=monitor,
-                                warmup=(epoch * len(train_loader), cfg.warmup_updates))
+                                grad_clip=cfg.grad_clip, monitor=monitor)
         train = distributed.mean_over_processes(dist, train, len(sampler))  # the whole batch's loss under DDP
         distributed.check_replicas(dist, net, f"after epoch {epoch}")
         val = None
