@@ -31,7 +31,7 @@ from rsis.config import EvaluateConfig, load_section  # noqa: E402
 from rsis.core.checkpoint import load_model  # noqa: E402
 from rsis.datasets.dataset import InstanceDataset, collate  # noqa: E402
 from rsis.evaluation.coco import load_ground_truth  # noqa: E402
-from rsis.evaluation.inference import predict  # noqa: E402
+from rsis.evaluation.inference import infer, postprocess  # noqa: E402
 from rsis.evaluation.run import score  # noqa: E402
 from rsis.datasets.format import annotation_file  # noqa: E402
 
@@ -48,8 +48,12 @@ def sweep(checkpoints: list[str], data: str, split: str, thresholds: list[float]
         model, _ = load_model(path, device)
         dataset = InstanceDataset(data, split, model.input_size)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+        with torch.no_grad():  # the network once; only the post-processing depends on the threshold
+            batches = [(infer(model, images, cfg), targets) for images, targets in loader]
         for threshold in thresholds:
-            sequences = predict(model, loader, device, dataclasses.replace(cfg, stop_threshold=threshold))
+            at = dataclasses.replace(cfg, stop_threshold=threshold)
+            sequences = [seq for outputs, targets in batches for seq in postprocess(
+                outputs, [t["orig_size"] for t in targets], [t["image_id"] for t in targets], at)]
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints every summary
                 metrics = score(ground_truth, sequences, dataset)
             rows.append({"checkpoint": path, "stop_threshold": threshold,
