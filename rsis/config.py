@@ -342,6 +342,9 @@ class EvaluateConfig:
     # logit += seed_scale * (seed_radius - squared embedding distance to the step's seed pixel)
     seed_scale: float | None = None
     seed_radius: float | None = None
+    # detection score p(c) * objectness, times the mask's maskness when true: the mean probability
+    # over the pixels its mask keeps (SOLO's mask scoring); false = the paper's score
+    mask_score: bool = False
     # confidence intervals by bootstrap over test images (rsis/evaluation/bootstrap.py); 0 resamples = none
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0

@@ -4,7 +4,8 @@ IMAGES are files or folders (a folder: its .png, .jpg, .jpeg, .tif, .tiff and .b
 Per image ``<stem>``, under DIR:
 
     <stem>.json          COCO-format results: one detection per kept step (its most likely class),
-                         with the step, the class name, p(c) * objectness as score, RLE and box
+                         with the step, the class name, p(c) * objectness (x maskness under
+                         evaluate.mask_score) as score, RLE and box
     <stem>_label.png     instance label map: labels 1..N in step order (earlier steps win), 0 background
     <stem>_overlay.png   the image with each instance painted and numbered in step order
 
@@ -58,13 +59,13 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def detections(sequence: list[PredictedInstance], categories: Sequence[str], file_name: str) -> list[dict[str, Any]]:
-    """COCO results of one image: per step its most likely class, scored p(c) * objectness."""
+    """COCO results of one image: per step its most likely class, scored p(c) * objectness (x maskness)."""
     out = []
     for inst in sequence:
-        score = inst.class_probs[inst.label] * inst.objectness
+        score = inst.class_probs[inst.label] * inst.score
         out.append({"image_id": inst.image_id, "file_name": file_name, "step": inst.step,
                     "category_id": inst.label, "category": categories[inst.label - 1], "score": score,
-                    "objectness": inst.objectness, "segmentation": encode_mask(inst.mask), "bbox": inst.coco_bbox})
+                    "objectness": inst.objectness, "maskness": inst.maskness, "segmentation": encode_mask(inst.mask), "bbox": inst.coco_bbox})
     return out
 
 
@@ -105,7 +106,7 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir
     summary = {"checkpoint": str(checkpoint), "checkpoint_epoch": state.get("epoch"), "device": str(device_t),
                "stop_threshold": cfg.stop_threshold, "mask_threshold": cfg.mask_threshold,
                "min_area_fraction": cfg.min_area_fraction, "seed_scale": cfg.seed_scale, "seed_radius": cfg.seed_radius,
-               **counts, "unreadable": len(failed), "failed": failed}
+               "mask_score": cfg.mask_score, **counts, "unreadable": len(failed), "failed": failed}
     write_json(out / "summary.json", summary)
     return summary
 
@@ -128,7 +129,7 @@ def _protocol(args: argparse.Namespace) -> EvaluateConfig:
         raise FileNotFoundError(f"--params {args.params}: no such file")
     changes = {k: v for k, v in (("stop_threshold", args.stop_threshold), ("mask_threshold", args.mask_threshold),
                                  ("min_area_fraction", args.min_area_fraction), ("seed_scale", args.seed_scale),
-                                 ("seed_radius", args.seed_radius)) if v is not None}
+                                 ("seed_radius", args.seed_radius), ("mask_score", args.mask_score)) if v is not None}
     return dataclasses.replace(cfg, **changes)
 
 
@@ -146,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed-scale", type=float, help="the seed term at inference, as evaluate.seed_scale "
                         "(model.instance_embedding only; without it and without --params: the trained value)")
     parser.add_argument("--seed-radius", type=float, help="as evaluate.seed_radius")
+    parser.add_argument("--mask-score", action=argparse.BooleanOptionalAction, default=None,
+                        help="score x the mask's maskness, as evaluate.mask_score")
     parser.add_argument("--high-bit-depth", default="range", choices=HIGH_BIT_DEPTH_RULES,
                         help="16-bit images to 8 bits, as data.high_bit_depth (rsis/datasets/images.py)")
     args = parser.parse_args(argv)

@@ -213,14 +213,14 @@ def test_seeds_add_keeps_the_same_commits_rows_and_the_earlier_recipes_section(t
         seeds.earlier_rows(tmp_path / "seeds.csv", "abc1234", [1])
 
 
-def test_stop_threshold_sweep_scores_each_checkpoint_at_each_threshold(tmp_path, data_cfg, tiny_paths, tiny_model_cfg,
-                                                                       eval_cfg):
-    """bench/stop_threshold.py: one row per checkpoint and threshold, from the evaluate stage's scoring;
-    a lower threshold emits at least as many masks, and (the extra steps ranking last) no lower
-    class-agnostic recall."""
+def test_inference_sweep_scores_each_checkpoint_at_each_setting(tmp_path, data_cfg, tiny_paths, tiny_model_cfg,
+                                                                eval_cfg):
+    """bench/inference_sweep.py: one row per checkpoint and combination of settings, from the evaluate
+    stage's scoring; a lower stop threshold emits at least as many masks, and (the extra steps ranking
+    last) no lower class-agnostic recall; the mask score leaves the masks as they are."""
     import dataclasses
 
-    import stop_threshold
+    import inference_sweep
     from rsis.config import to_dict
     from rsis.core.checkpoint import save_checkpoint
     from rsis.core.model import RSIS
@@ -232,8 +232,10 @@ def test_stop_threshold_sweep_scores_each_checkpoint_at_each_threshold(tmp_path,
     save_checkpoint(checkpoint, {"model": RSIS(tiny_model_cfg, num_classes=5).state_dict(),
                                  "model_config": to_dict(tiny_model_cfg), "num_classes": 5, "epoch": 0})
     cfg = dataclasses.replace(eval_cfg, mask_threshold=0.0, min_area_fraction=0.0)  # untrained: keep its masks
-    rows = stop_threshold.sweep([str(checkpoint)], tiny_paths.data, "val", [1.0, 0.0], cfg)
-    assert [r["stop_threshold"] for r in rows] == [1.0, 0.0]
-    assert rows[0]["masks"] == 0 and rows[1]["masks"] == 6 * 4  # 4 validation images, every one of the 6 steps
-    assert rows[1]["AR@10@0.5"] >= rows[0]["AR@10@0.5"]
-    assert "| 0.0 | 24 |" in stop_threshold.table(rows)
+    rows = inference_sweep.sweep([str(checkpoint)], tiny_paths.data, "val", cfg,
+                                 {"stop_threshold": [1.0, 0.0], "mask_score": [0, 1]})
+    assert [(r["stop_threshold"], r["mask_score"]) for r in rows] == [(1.0, False), (1.0, True), (0.0, False), (0.0, True)]
+    assert {(r["seed_scale"], r["mask_threshold"]) for r in rows} == {(None, 0.0)}  # the axes not given: cfg's
+    assert [r["masks"] for r in rows] == [0, 0, 6 * 4, 6 * 4]  # 4 validation images, every one of the 6 steps
+    assert rows[2]["AR@10@0.5"] >= rows[0]["AR@10@0.5"]
+    assert "| None | 0.0 | 0.0 | True | 24 |" in inference_sweep.table(rows)

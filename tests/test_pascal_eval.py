@@ -57,3 +57,42 @@ def test_per_class_ap_and_proposal_recall(tmp_path):
     recall = proposal_recall(gt, to_coco_detections(seqs, 4, class_agnostic=True))
     assert recall["AR@10@0.5"] == 0.5 and recall["AR@10@0.7"] == 0.5
     assert proposal_recall(gt, []) == dict.fromkeys(recall, 0.0)
+
+
+def test_mask_score_ranks_each_step_by_objectness_times_its_masks_mean_probability():
+    """evaluate.mask_score: maskness is the mean probability over the pixels the mask keeps (at
+    evaluate.mask_threshold), and every detection's score is multiplied by it; off, the paper's
+    p(c) * objectness and maskness 1."""
+    import math
+
+    import torch
+
+    from rsis.config import EvaluateConfig
+    from rsis.core.model import RSISOutput
+    from rsis.evaluation.inference import postprocess
+
+    logits = torch.full((1, 2, 4, 4), -6.0)
+    logits[0, 0, :2, :2] = 4.0  # a crisp mask: four pixels at p = 0.982
+    logits[0, 1, 2:, 2:] = 0.2  # a vague one: four pixels at p = 0.550 ...
+    logits[0, 1, 2, 1] = -0.4  # ... and one at p = 0.401, kept at mask threshold 0.3 only
+    outputs = RSISOutput(mask_logits=logits, class_logits=torch.tensor([[[0.0, 2.0, 0.0], [0.0, 0.0, 2.0]]]),
+                         stop_logits=torch.logit(torch.tensor([[0.6, 0.7]])), boxes=torch.zeros(1, 2, 4))
+    paper = EvaluateConfig(batch_size=1, stop_threshold=0.5, mask_threshold=0.5, min_area_fraction=0.0)
+    [plain] = postprocess(outputs, [(4, 4)], [1], paper)
+    assert [inst.maskness for inst in plain] == [1.0, 1.0]
+    assert [inst.score for inst in plain] == pytest.approx([0.6, 0.7])
+    assert [int(inst.mask.sum()) for inst in plain] == [4, 4]
+    scored = EvaluateConfig(batch_size=1, stop_threshold=0.5, mask_threshold=0.3, min_area_fraction=0.0, mask_score=True)
+    [sequence] = postprocess(outputs, [(4, 4)], [1], scored)
+    sigmoid = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    assert [int(inst.mask.sum()) for inst in sequence] == [4, 5]
+    assert sequence[0].maskness == pytest.approx(sigmoid(4.0), rel=1e-5)
+    assert sequence[1].maskness == pytest.approx((4 * sigmoid(0.2) + sigmoid(-0.4)) / 5, rel=1e-5)
+    # the crisp step now outranks the vaguer one the network was surer of, in both rankings
+    agnostic = to_coco_detections([sequence], 3, class_agnostic=True)
+    assert [d["score"] for d in agnostic] == pytest.approx([0.6 * sequence[0].maskness, 0.7 * sequence[1].maskness])
+    assert agnostic[0]["score"] > agnostic[1]["score"]
+    per_class = to_coco_detections([sequence], 3)
+    first = [d for d in per_class if d["category_id"] == 1][0]
+    assert first["score"] == pytest.approx(sequence[0].class_probs[1] * 0.6 * sequence[0].maskness)
+    assert sequence[0].to_json()["maskness"] == sequence[0].maskness

@@ -89,13 +89,20 @@ def test_predict_seed_term_flags_reach_the_model_and_the_summary(tmp_path, tiny_
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the paper protocol and the trained seed term
     keep_all = ["--device", "cpu", "--stop-threshold", "0", "--min-area-fraction", "0"]
     runs = {}
-    for name, flags in {"trained": [], "set": ["--seed-scale", "2", "--seed-radius", "2.25"]}.items():
+    for name, flags in {"trained": [], "set": ["--seed-scale", "2", "--seed-radius", "2.25"],
+                        "low": ["--mask-threshold", "0.05"], "scored": ["--mask-threshold", "0.05", "--mask-score"]}.items():
         out = tmp_path / name
         assert main([str(images / "a.png"), "--checkpoint", str(path), "--out", str(out), *keep_all, *flags]) == 0
         runs[name] = (json.loads((out / "summary.json").read_text()), json.loads((out / "a.json").read_text()))
     assert (runs["trained"][0]["seed_scale"], runs["trained"][0]["seed_radius"]) == (None, None)
     assert (runs["set"][0]["seed_scale"], runs["set"][0]["seed_radius"]) == (2.0, 2.25)
     assert [r["segmentation"] for r in runs["set"][1]] != [r["segmentation"] for r in runs["trained"][1]]
+    # --mask-score: each score also weighs its mask's maskness (the same masks as without it)
+    assert (runs["low"][0]["mask_score"], runs["scored"][0]["mask_score"]) == (False, True)
+    assert [r["segmentation"] for r in runs["scored"][1]] == [r["segmentation"] for r in runs["low"][1]]
+    assert all(r["maskness"] == 1.0 for r in runs["low"][1]) and runs["scored"][1]
+    for plain, scored in zip(runs["low"][1], runs["scored"][1]):
+        assert 0.0 < scored["maskness"] < 1.0 and scored["score"] == pytest.approx(plain["score"] * scored["maskness"])
     assert main([str(images / "a.png"), "--checkpoint", str(path), "--out", str(tmp_path / "bad"),
                  "--seed-scale", "-1"]) == 2
     assert "evaluate.seed_scale must be > 0 or null" in capsys.readouterr().err

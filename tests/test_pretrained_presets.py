@@ -86,9 +86,11 @@ def test_presets_overlay_params(tmp_path, preset, size, steps, batch, curriculum
     assert train.batch_size == batch and train.schedule.curriculum == curriculum and train.augment.enabled
     assert params["train"]["augment"]["vflip"] > 0 and train.augment.vflip == 0  # the paper's augmentation has no vertical flip
     assert train.epochs == params["train"]["epochs"]  # keys the preset does not set come from params.yaml
-    # evaluation as params.yaml but for the paper's stop threshold (the default's 0.1 keeps the low-objectness tail)
-    paper_stop = dataclasses.replace(load_section("evaluate", REPO / "params.yaml"), stop_threshold=0.5)
-    assert load_section("evaluate", tmp_path / "params.yaml") == paper_stop
+    # evaluation as params.yaml but for the paper's thresholds and score (the default keeps the low-objectness
+    # tail, more of each mask, and weighs each score by its mask's maskness)
+    paper_protocol = dataclasses.replace(load_section("evaluate", REPO / "params.yaml"), stop_threshold=0.5,
+                                         mask_threshold=0.5, mask_score=False)
+    assert load_section("evaluate", tmp_path / "params.yaml") == paper_protocol
 
 
 def test_unknown_preset_lists_the_available_ones(tmp_path):

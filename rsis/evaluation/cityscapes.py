@@ -3,7 +3,7 @@
 Predictions are written in its format: per image ``<name>.txt`` with one line per detection,
 ``masks/<name>_<k>_<class>.png <label id> <confidence>``, and binary mask PNGs at the ground
 truth's resolution. As in the paper's protocol each mask is emitted once per class with
-confidence p(class) x objectness.
+confidence p(class) x objectness (x maskness under evaluate.mask_score).
 
 Two things are adapted without editing the installed package: numpy 2 removed ``np.in1d``, which
 the script calls, so its module sees a numpy proxy that provides it; and the script writes its
@@ -45,7 +45,7 @@ def write_predictions(folder: Path, names: list[str], sequences: list[list[Predi
         lines = []
         for k, inst in enumerate(sequence):
             for c, label_id in enumerate(LABEL_IDS, start=1):
-                score = inst.class_probs[c] * inst.objectness
+                score = inst.class_probs[c] * inst.score
                 if score < min_score:
                     continue
                 rel = f"masks/{name}_{k}_{c}.png"

@@ -3,7 +3,9 @@
 Steps are read in order; the sequence ends at the first step whose objectness sigmoid(stop) is
 below ``stop_threshold``. Each kept step's mask is upsampled to the original image size and
 thresholded at ``mask_threshold``; masks covering less than ``min_area_fraction`` of the image are
-dropped. The detection score for class c is p(c) * objectness.
+dropped. The detection score for class c is p(c) * objectness, times the mask's maskness (the mean
+probability over the pixels the mask keeps) when ``mask_score`` is set: of two steps equally sure
+an object is there, the one with the crisper mask ranks first (SOLO, Wang et al. 2020).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ class PredictedInstance:
     objectness: float
     class_probs: tuple[float, ...]  # softmax over C classes (index 0 = <eos>/background)
     box: tuple[float, float, float, float]  # predicted x0, y0, x1, y1 in original-image pixels
+    maskness: float = 1.0  # mean probability over the mask's pixels (evaluate.mask_score), else 1
+
+    @property
+    def score(self) -> float:
+        """Class-agnostic confidence: objectness, times maskness under evaluate.mask_score."""
+        return self.objectness * self.maskness
 
     @property
     def label(self) -> int:
@@ -37,8 +45,8 @@ class PredictedInstance:
 
     def to_json(self) -> dict:
         return {"image_id": self.image_id, "step": self.step, "segmentation": encode_mask(self.mask),
-                "objectness": self.objectness, "class_probs": list(self.class_probs), "label": self.label,
-                "box": list(self.box)}
+                "objectness": self.objectness, "maskness": self.maskness, "class_probs": list(self.class_probs),
+                "label": self.label, "box": list(self.box)}
 
     @property
     def coco_bbox(self) -> list[float]:
@@ -60,14 +68,18 @@ def postprocess(outputs: RSISOutput, orig_sizes: list[tuple[int, int]], image_id
         if length:
             logits = F.interpolate(outputs.mask_logits[b, :length, None].float(), size=(h, w),
                                    mode="bilinear", align_corners=False)[:, 0]  # [L, h, w]
-            masks = (logits.sigmoid() >= cfg.mask_threshold).cpu().numpy()
+            probability = logits.sigmoid()
+            keep = probability >= cfg.mask_threshold
+            maskness = (probability * keep).sum((1, 2)) / keep.sum((1, 2)).clamp_min(1)  # [L]
+            masks = keep.cpu().numpy()
             for t in range(length):
                 if masks[t].sum() < cfg.min_area_fraction * h * w or not masks[t].any():
                     continue
                 sequence.append(PredictedInstance(
                     image_id=image_id, step=t, mask=masks[t], objectness=float(objectness[b, t]),
                     class_probs=tuple(float(p) for p in class_probs[b, t]),
-                    box=tuple(float(v) * side for v, side in zip(boxes[b, t], (w, h, w, h)))))
+                    box=tuple(float(v) * side for v, side in zip(boxes[b, t], (w, h, w, h))),
+                    maskness=float(maskness[t]) if cfg.mask_score else 1.0))
         sequences.append(sequence)
     return sequences
 
@@ -91,9 +103,10 @@ def predict(model: RSIS, loader: DataLoader, device: torch.device, cfg: Evaluate
 
 def to_coco_detections(sequences: list[list[PredictedInstance]], num_classes: int,
                        min_score: float = 1e-4, class_agnostic: bool = False, iou_type: str = "segm") -> list[dict]:
-    """COCO results: one detection per non-background class per step, score p(c) * objectness.
+    """COCO results: one detection per non-background class per step, score p(c) * objectness
+    (times maskness under evaluate.mask_score: :attr:`PredictedInstance.score`).
 
-    ``class_agnostic``: one detection per step instead, scored by objectness alone.
+    ``class_agnostic``: one detection per step instead, scored by objectness (and maskness) alone.
     ``iou_type``: 'segm' gives the mask (RLE), 'bbox' the predicted box (x, y, w, h).
     """
     detections = []
@@ -101,10 +114,10 @@ def to_coco_detections(sequences: list[list[PredictedInstance]], num_classes: in
         for inst in sequence:
             rle = encode_mask(inst.mask) if iou_type == "segm" else None
             if class_agnostic:
-                detections.append(_detection(inst, inst.label, inst.objectness, rle))
+                detections.append(_detection(inst, inst.label, inst.score, rle))
                 continue
             for c in range(1, num_classes):
-                score = inst.class_probs[c] * inst.objectness
+                score = inst.class_probs[c] * inst.score
                 if score >= min_score:
                     detections.append(_detection(inst, c, score, rle))
     return detections
