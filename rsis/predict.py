@@ -65,7 +65,8 @@ def detections(sequence: list[PredictedInstance], categories: Sequence[str], fil
         score = inst.class_probs[inst.label] * inst.score
         out.append({"image_id": inst.image_id, "file_name": file_name, "step": inst.step,
                     "category_id": inst.label, "category": categories[inst.label - 1], "score": score,
-                    "objectness": inst.objectness, "maskness": inst.maskness, "segmentation": encode_mask(inst.mask), "bbox": inst.coco_bbox})
+                    "objectness": inst.objectness, "maskness": inst.maskness,
+                    "segmentation": encode_mask(inst.mask), "bbox": inst.coco_bbox})
     return out
 
 

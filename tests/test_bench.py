@@ -234,7 +234,8 @@ def test_inference_sweep_scores_each_checkpoint_at_each_setting(tmp_path, data_c
     cfg = dataclasses.replace(eval_cfg, mask_threshold=0.0, min_area_fraction=0.0)  # untrained: keep its masks
     rows = inference_sweep.sweep([str(checkpoint)], tiny_paths.data, "val", cfg,
                                  {"stop_threshold": [1.0, 0.0], "mask_score": [0, 1]})
-    assert [(r["stop_threshold"], r["mask_score"]) for r in rows] == [(1.0, False), (1.0, True), (0.0, False), (0.0, True)]
+    assert [(r["stop_threshold"], r["mask_score"]) for r in rows] == [(1.0, False), (1.0, True), (0.0, False),
+                                                                      (0.0, True)]
     assert {(r["seed_scale"], r["mask_threshold"]) for r in rows} == {(None, 0.0)}  # the axes not given: cfg's
     assert [r["masks"] for r in rows] == [0, 0, 6 * 4, 6 * 4]  # 4 validation images, every one of the 6 steps
     assert rows[2]["AR@10@0.5"] >= rows[0]["AR@10@0.5"]

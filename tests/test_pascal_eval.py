@@ -82,7 +82,8 @@ def test_mask_score_ranks_each_step_by_objectness_times_its_masks_mean_probabili
     assert [inst.maskness for inst in plain] == [1.0, 1.0]
     assert [inst.score for inst in plain] == pytest.approx([0.6, 0.7])
     assert [int(inst.mask.sum()) for inst in plain] == [4, 4]
-    scored = EvaluateConfig(batch_size=1, stop_threshold=0.5, mask_threshold=0.3, min_area_fraction=0.0, mask_score=True)
+    scored = EvaluateConfig(batch_size=1, stop_threshold=0.5, mask_threshold=0.3, min_area_fraction=0.0,
+                            mask_score=True)
     [sequence] = postprocess(outputs, [(4, 4)], [1], scored)
     sigmoid = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     assert [int(inst.mask.sum()) for inst in sequence] == [4, 5]

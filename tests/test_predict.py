@@ -90,7 +90,8 @@ def test_predict_seed_term_flags_reach_the_model_and_the_summary(tmp_path, tiny_
     keep_all = ["--device", "cpu", "--stop-threshold", "0", "--min-area-fraction", "0"]
     runs = {}
     for name, flags in {"trained": [], "set": ["--seed-scale", "2", "--seed-radius", "2.25"],
-                        "low": ["--mask-threshold", "0.05"], "scored": ["--mask-threshold", "0.05", "--mask-score"]}.items():
+                        "low": ["--mask-threshold", "0.05"],
+                        "scored": ["--mask-threshold", "0.05", "--mask-score"]}.items():
         out = tmp_path / name
         assert main([str(images / "a.png"), "--checkpoint", str(path), "--out", str(out), *keep_all, *flags]) == 0
         runs[name] = (json.loads((out / "summary.json").read_text()), json.loads((out / "a.json").read_text()))
