@@ -345,6 +345,11 @@ class EvaluateConfig:
     # detection score p(c) * objectness, times the mask's maskness when true: the mean probability
     # over the pixels its mask keeps (SOLO's mask scoring); false = the paper's score
     mask_score: bool = False
+    # flip test: the network also reads the image flipped along each of these axes; each view's
+    # sequence, flipped back, adds the masks no earlier mask covers (IoU <= 0.5), after the image's
+    # own sequence, their scores x flip_score. () = the paper's single reading
+    test_flips: tuple[Literal["vertical", "horizontal"], ...] = ()
+    flip_score: float = 0.5
     # confidence intervals by bootstrap over test images (rsis/evaluation/bootstrap.py); 0 resamples = none
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
@@ -361,6 +366,10 @@ class EvaluateConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"evaluate.{name} must be in [0, 1], got {value}")
+        if not 0.0 < self.flip_score <= 1.0:
+            raise ConfigError(f"evaluate.flip_score must be in (0, 1], got {self.flip_score}")
+        if len(set(self.test_flips)) != len(self.test_flips):
+            raise ConfigError(f"evaluate.test_flips names an axis twice: {list(self.test_flips)}")
         for name in ("seed_scale", "seed_radius"):
             value = getattr(self, name)
             if value is not None and not value > 0.0:

@@ -36,7 +36,7 @@ from rsis.datasets.dataset import build_transform
 from rsis.datasets.format import encode_mask
 from rsis.datasets.images import HIGH_BIT_DEPTH_RULES, read_rgb
 from rsis.datasets.record import DataError
-from rsis.evaluation.inference import PredictedInstance, infer, postprocess
+from rsis.evaluation.inference import PredictedInstance, infer_views, read_views
 from rsis.evaluation.leaf_metrics import label_map, save_label_map
 from rsis.files import write_json
 from rsis.runtime import select_device
@@ -94,8 +94,8 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir
             continue
         tensor = transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))).as_subclass(torch.Tensor)
         with torch.no_grad():
-            outputs = infer(model, tensor[None].to(device_t), cfg)
-        sequence = postprocess(outputs, [image.shape[:2]], [image_id], cfg)[0]
+            views = infer_views(model, tensor[None].to(device_t), cfg)
+        sequence = read_views(views, [image.shape[:2]], [image_id], cfg)[0]
         stem = _unique(path.stem, stems)
         write_json(out / f"{stem}.json", detections(sequence, categories, str(path)))
         labels = label_map([inst.mask for inst in sequence], image.shape[:2])
@@ -107,7 +107,8 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir
     summary = {"checkpoint": str(checkpoint), "checkpoint_epoch": state.get("epoch"), "device": str(device_t),
                "stop_threshold": cfg.stop_threshold, "mask_threshold": cfg.mask_threshold,
                "min_area_fraction": cfg.min_area_fraction, "seed_scale": cfg.seed_scale, "seed_radius": cfg.seed_radius,
-               "mask_score": cfg.mask_score, **counts, "unreadable": len(failed), "failed": failed}
+               "mask_score": cfg.mask_score, "test_flips": list(cfg.test_flips), "flip_score": cfg.flip_score,
+               **counts, "unreadable": len(failed), "failed": failed}
     write_json(out / "summary.json", summary)
     return summary
 
@@ -130,7 +131,9 @@ def _protocol(args: argparse.Namespace) -> EvaluateConfig:
         raise FileNotFoundError(f"--params {args.params}: no such file")
     changes = {k: v for k, v in (("stop_threshold", args.stop_threshold), ("mask_threshold", args.mask_threshold),
                                  ("min_area_fraction", args.min_area_fraction), ("seed_scale", args.seed_scale),
-                                 ("seed_radius", args.seed_radius), ("mask_score", args.mask_score)) if v is not None}
+                                 ("seed_radius", args.seed_radius), ("mask_score", args.mask_score),
+                                 ("test_flips", None if args.test_flips is None else tuple(args.test_flips)))
+               if v is not None}
     return dataclasses.replace(cfg, **changes)
 
 
@@ -150,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed-radius", type=float, help="as evaluate.seed_radius")
     parser.add_argument("--mask-score", action=argparse.BooleanOptionalAction, default=None,
                         help="score x the mask's maskness, as evaluate.mask_score")
+    parser.add_argument("--test-flips", nargs="*", choices=("vertical", "horizontal"),
+                        help="also read the image flipped along these axes, as evaluate.test_flips (none: off)")
     parser.add_argument("--high-bit-depth", default="range", choices=HIGH_BIT_DEPTH_RULES,
                         help="16-bit images to 8 bits, as data.high_bit_depth (rsis/datasets/images.py)")
     args = parser.parse_args(argv)

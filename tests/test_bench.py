@@ -236,7 +236,14 @@ def test_inference_sweep_scores_each_checkpoint_at_each_setting(tmp_path, data_c
                                  {"stop_threshold": [1.0, 0.0], "mask_score": [0, 1]})
     assert [(r["stop_threshold"], r["mask_score"]) for r in rows] == [(1.0, False), (1.0, True), (0.0, False),
                                                                       (0.0, True)]
-    assert {(r["seed_scale"], r["mask_threshold"]) for r in rows} == {(None, 0.0)}  # the axes not given: cfg's
+    assert {(r["seed_scale"], r["mask_threshold"], r["test_flips"]) for r in rows} == {(None, 0.0, "none")}  # cfg's
     assert [r["masks"] for r in rows] == [0, 0, 6 * 4, 6 * 4]  # 4 validation images, every one of the 6 steps
     assert rows[2]["AR@10@0.5"] >= rows[0]["AR@10@0.5"]
-    assert "| None | 0.0 | 0.0 | True | 24 |" in inference_sweep.table(rows)
+    assert "| None | 0.0 | 0.0 | True | none | 0.5 | 24 |" in inference_sweep.table(rows)
+    # a flipped view adds only masks no earlier one overlaps: an untrained model's near-identical masks add none
+    flipped = inference_sweep.sweep([str(checkpoint)], tiny_paths.data, "val", cfg,
+                                    {"stop_threshold": [0.0], "test_flips": [(), ("vertical", "horizontal")]})
+    assert [r["test_flips"] for r in flipped] == ["none", "vertical,horizontal"]
+    assert flipped[1]["masks"] >= flipped[0]["masks"] == 24
+    assert inference_sweep.flip_setting("vertical,horizontal") == ("vertical", "horizontal")
+    assert inference_sweep.flip_setting("none") == ()

@@ -37,6 +37,10 @@ def test_committed_params_are_valid():
     (lambda p: p["model"].update(skip_mode="add"), "model.skip_mode"),
     (lambda p: p["data"].update(dataset="pascal"), "data.dataset"),
     (lambda p: p["evaluate"].update(stop_threshold=1.5), "evaluate.stop_threshold"),
+    (lambda p: p["evaluate"].update(test_flips=["diagonal"]), "evaluate.test_flips"),
+    (lambda p: p["evaluate"].update(test_flips=["vertical", "vertical"]), "evaluate.test_flips"),
+    (lambda p: p["evaluate"].update(flip_score=0.0), "evaluate.flip_score"),
+    (lambda p: p["evaluate"].update(mask_score="yes"), "evaluate.mask_score"),
     (lambda p: p["data"]["shapes"].update(train=-1), "data.shapes.train"),
     (lambda p: p["train"].update(lr_decay_epochs=5), "train.lr_decay_epochs"),
 ])

@@ -193,7 +193,8 @@ def test_paper_preset_sets_every_extension_to_the_paper_value(tmp_path):
     weights = train.loss_weights
     assert (weights.cls, weights.bce, weights.aux_mask) == (0.1, 0.0, 0.0)
     protocol = load_section("evaluate", tmp_path / "params.yaml")
-    assert (protocol.stop_threshold, protocol.mask_threshold, protocol.mask_score) == (0.5, 0.5, False)  # the paper's
+    assert (protocol.stop_threshold, protocol.mask_threshold, protocol.mask_score, protocol.test_flips) == (
+        0.5, 0.5, False, ())  # the paper's protocol
 
 
 def test_canvas_gate_zeroes_covered_pixels_and_keeps_the_rest():

@@ -97,3 +97,49 @@ def test_mask_score_ranks_each_step_by_objectness_times_its_masks_mean_probabili
     first = [d for d in per_class if d["category_id"] == 1][0]
     assert first["score"] == pytest.approx(sequence[0].class_probs[1] * 0.6 * sequence[0].maskness)
     assert sequence[0].to_json()["maskness"] == sequence[0].maskness
+
+
+def test_flip_test_adds_what_a_flipped_view_finds_and_nothing_it_repeats(tmp_path):
+    """evaluate.test_flips: each flipped view's sequence is flipped back (masks and boxes) and adds,
+    after the image's own sequence, the masks no kept mask overlaps by IoU over 0.5, scored x flip_score;
+    the analysis reads only the image's own sequence."""
+    import torch
+
+    from rsis.analysis.run import load_sequences
+    from rsis.config import EvaluateConfig
+    from rsis.core.model import RSISOutput
+    from rsis.evaluation.inference import read_views
+
+    def outputs(blocks, boxes):  # one image, one step per (rows, cols) block of confident pixels
+        logits = torch.full((1, len(blocks), 6, 6), -6.0)
+        for t, (rows, cols) in enumerate(blocks):
+            logits[0, t, rows, cols] = 6.0
+        return RSISOutput(mask_logits=logits, class_logits=torch.zeros(1, len(blocks), 3),
+                          stop_logits=torch.full((1, len(blocks)), 3.0), boxes=torch.tensor([boxes]))
+
+    top, bottom = (slice(0, 2), slice(0, 3)), (slice(4, 6), slice(0, 3))
+    own = outputs([top], [[0.0, 0.0, 0.5, 1 / 3]])
+    # the vertically flipped image: its first step is the bottom object (seen at the top of the flipped
+    # image), its second the top object again, already kept
+    vertical = outputs([top, bottom], [[0.0, 0.0, 0.5, 1 / 3], [0.0, 2 / 3, 0.5, 1.0]])
+    cfg = EvaluateConfig(batch_size=1, stop_threshold=0.5, mask_threshold=0.5, min_area_fraction=0.0,
+                         test_flips=("vertical",), flip_score=0.5)
+    [sequence] = read_views([("image", own), ("vertical", vertical)], [(6, 6)], [1], cfg)
+    assert [inst.view for inst in sequence] == ["image", "vertical"]
+    expected = np.zeros((6, 6), bool)
+    expected[4:6, 0:3] = True  # the flipped view's top block is the image's bottom one
+    assert (sequence[1].mask == expected).all() and (sequence[0].mask == np.flipud(expected)).all()
+    assert sequence[1].box == pytest.approx((0.0, 4.0, 3.0, 6.0))  # y edges flipped back: 1 - y1, 1 - y0
+    assert sequence[1].score == pytest.approx(0.5 * sequence[0].score)
+    assert [d["score"] for d in to_coco_detections([sequence], 3, class_agnostic=True)] == pytest.approx(
+        [sequence[0].score, 0.5 * sequence[0].score])
+    # off: the image's own sequence alone
+    [alone] = read_views([("image", own)], [(6, 6)], [1], cfg)
+    assert len(alone) == 1
+    # the analysis stage reads the model's own steps only
+    document = {"images": [{"image_id": 1, "file_name": "a.png", "instances": [
+        {**inst.to_json(), "label": 1} for inst in sequence]}]}
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(document))
+    [analysed] = load_sequences(path)
+    assert analysed["steps"] == [0] and len(analysed["masks"]) == 1

@@ -91,7 +91,8 @@ def test_predict_seed_term_flags_reach_the_model_and_the_summary(tmp_path, tiny_
     runs = {}
     for name, flags in {"trained": [], "set": ["--seed-scale", "2", "--seed-radius", "2.25"],
                         "low": ["--mask-threshold", "0.05"],
-                        "scored": ["--mask-threshold", "0.05", "--mask-score"]}.items():
+                        "scored": ["--mask-threshold", "0.05", "--mask-score"],
+                        "flipped": ["--mask-threshold", "0.05", "--test-flips", "vertical"]}.items():
         out = tmp_path / name
         assert main([str(images / "a.png"), "--checkpoint", str(path), "--out", str(out), *keep_all, *flags]) == 0
         runs[name] = (json.loads((out / "summary.json").read_text()), json.loads((out / "a.json").read_text()))
@@ -104,6 +105,10 @@ def test_predict_seed_term_flags_reach_the_model_and_the_summary(tmp_path, tiny_
     assert all(r["maskness"] == 1.0 for r in runs["low"][1]) and runs["scored"][1]
     for plain, scored in zip(runs["low"][1], runs["scored"][1]):
         assert 0.0 < scored["maskness"] < 1.0 and scored["score"] == pytest.approx(plain["score"] * scored["maskness"])
+    # --test-flips: the flipped image's sequence may add masks, after the image's own (the same first ones)
+    assert (runs["low"][0]["test_flips"], runs["flipped"][0]["test_flips"]) == ([], ["vertical"])
+    own = [r["segmentation"] for r in runs["low"][1]]
+    assert [r["segmentation"] for r in runs["flipped"][1]][:len(own)] == own
     assert main([str(images / "a.png"), "--checkpoint", str(path), "--out", str(tmp_path / "bad"),
                  "--seed-scale", "-1"]) == 2
     assert "evaluate.seed_scale must be > 0 or null" in capsys.readouterr().err

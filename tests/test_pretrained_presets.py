@@ -86,10 +86,10 @@ def test_presets_overlay_params(tmp_path, preset, size, steps, batch, curriculum
     assert train.batch_size == batch and train.schedule.curriculum == curriculum and train.augment.enabled
     assert params["train"]["augment"]["vflip"] > 0 and train.augment.vflip == 0  # the paper's augmentation has no vertical flip
     assert train.epochs == params["train"]["epochs"]  # keys the preset does not set come from params.yaml
-    # evaluation as params.yaml but for the paper's thresholds and score (the default keeps the low-objectness
-    # tail, more of each mask, and weighs each score by its mask's maskness)
+    # evaluation as params.yaml but for the paper's thresholds, score and single reading (the default keeps the
+    # low-objectness tail and more of each mask, weighs each score by its mask's maskness, reads flipped images too)
     paper_protocol = dataclasses.replace(load_section("evaluate", REPO / "params.yaml"), stop_threshold=0.5,
-                                         mask_threshold=0.5, mask_score=False)
+                                         mask_threshold=0.5, mask_score=False, test_flips=())
     assert load_section("evaluate", tmp_path / "params.yaml") == paper_protocol
 
 

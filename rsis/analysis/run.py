@@ -35,11 +35,13 @@ MIN_SELECTED_OBJECTS = 3  # an image must have this many predicted objects to il
 
 
 def load_sequences(predictions_path: str | Path) -> list[dict[str, Any]]:
-    """Per image of the predictions file: image_id, file_name and masks in predicted order."""
+    """Per image of the predictions file: image_id, file_name and masks in predicted order. Only the
+    model's own sequence: what a flipped view added (evaluate.test_flips) is scored, not analysed."""
     document = read_json(predictions_path)
     images = []
     for entry in document["images"]:
-        instances = sorted(entry["instances"], key=lambda inst: inst["step"])
+        own = [inst for inst in entry["instances"] if inst.get("view", "image") == "image"]
+        instances = sorted(own, key=lambda inst: inst["step"])
         images.append({"image_id": entry["image_id"], "file_name": entry["file_name"],
                        "masks": [decode_mask(inst["segmentation"]) for inst in instances],
                        "steps": [inst["step"] for inst in instances], "labels": [inst["label"] for inst in instances]})
