@@ -49,11 +49,15 @@ class Resampler:
         self._evaluator = COCOeval(iouType=params.iouType)
         p = copy.deepcopy(params)
         p.areaRng, p.areaRngLbl = [params.areaRng[area]], ["all"]
+        # only the most detections: the summaries read nothing else, and accumulate's cost is per limit
+        p.maxDets = [params.maxDets[-1]]
         self._evaluator.params = p
 
     def accumulate(self, positions: Sequence[int]) -> dict[str, np.ndarray]:
-        """pycocotools' precision [T, R, K, 1, M] and recall [T, K, 1, M] of the images at
-        ``positions`` (indices into :attr:`image_ids`, repeats allowed)."""
+        """pycocotools' precision [T, R, K, 1, 1] and recall [T, K, 1, 1] of the images at
+        ``positions`` (indices into :attr:`image_ids`, repeats allowed), at the evaluator's largest
+        detection limit (its last maxDets: each limit is accumulated on its own, so these are the
+        values a full accumulate gives there)."""
         ev = self._evaluator
         ev.params.imgIds = list(range(len(positions)))
         ev._paramsEval = copy.copy(ev.params)
