@@ -89,7 +89,7 @@ def test_channels_last_on_cpu_trains_the_same_function(data_cfg, tiny_paths, tin
         losses = forward_with_loss(model, RSISCriterion(), prepare_images(images, cpu, channels_last), targets, 6)
         total = weighted_total(losses, {"mask": 1.0, "cls": 1.0, "stop": 0.5, "box": 0.5})
         total.backward()
-        results.append((float(total), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        results.append((total.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
     (nchw, nchw_grads), (nhwc, nhwc_grads) = results
     assert abs(nhwc - nchw) < 1e-4 * abs(nchw)
     assert len(nchw_grads) == len(nhwc_grads)
