@@ -9,14 +9,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 # pip installs without byte-compiling (--no-compile below): compiling all of torch, dvc and mlflow
-# took ~40 of the install's 95 s, and the pipeline imports a small part of them. The venv recipe
-# then compiles what the pipeline imports by importing it (~15 s: WARM_IMPORTS), so that stages run
-# outside make (`dvc exp run`) start compiled too; anything else compiles on first use under make,
-# which needs Python allowed to write .pyc files (some hosts set PYTHONDONTWRITEBYTECODE=1).
+# took ~40 of the install's 95 s, and the pipeline imports a small part of them. Python compiles
+# what is imported on first use instead (~10 s once), which needs it allowed to write .pyc files.
+# On a host that sets PYTHONDONTWRITEBYTECODE=1, run `make repro` or `make test` once before using
+# dvc outside make: until then each stage recompiles its imports in memory (~8 s a process).
 export PYTHONDONTWRITEBYTECODE :=
-WARM_IMPORTS := import importlib, pkgutil, rsis; \
-  [importlib.import_module(m.name) for m in pkgutil.walk_packages(rsis.__path__, 'rsis.')]; \
-  import torchvision, mlflow, pandas, scipy, pycocotools.cocoeval, matplotlib.pyplot, tqdm
 
 .PHONY: venv repro test test-fast bench seeds time-to-accuracy gpu-check ui plots browser-check clean
 
@@ -28,7 +25,6 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --progress-bar off --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet --progress-bar off --no-compile -c requirements.lock -e '.[dev]'
-	$(VENV)/bin/python -c "$(WARM_IMPORTS)"
 	touch $@
 
 repro: $(STAMP)
