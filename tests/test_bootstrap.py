@@ -1,15 +1,17 @@
 """Bootstrap confidence intervals of the test metrics (rsis/evaluation/bootstrap.py)."""
 
 import contextlib
+import copy
 import io
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from rsis.evaluation.bootstrap import Resampler, average_precision, bootstrap_intervals
-from rsis.evaluation.coco import evaluate_segm, proposal_recall, run_cocoeval
+from rsis.evaluation.coco import evaluate_segm, proposal_recall, recall_params, run_cocoeval
 
 SIDE, CLASSES = 48, 3
 
@@ -62,7 +64,7 @@ def test_the_identity_draw_gives_the_point_metrics_exactly():
     ground_truth, detections, proposals = noisy_split(30)
     everything = list(range(30))
     segm = Resampler(run_cocoeval(ground_truth, detections, "segm", use_cats=True))
-    precision, ious = segm.accumulate(everything)["precision"], segm._evaluator.params.iouThrs
+    precision, ious = segm.accumulate(everything)["precision"], segm.iou_thresholds
     point = evaluate_segm(ground_truth, detections)
     assert average_precision(precision, ious, 0.5) == point["AP50"]
     assert average_precision(precision, ious) == point["AP"]
@@ -74,7 +76,7 @@ def test_the_identity_draw_gives_the_point_metrics_exactly():
 def test_an_image_drawn_twice_counts_as_two_copies_of_it():
     ground_truth, detections, _ = noisy_split(3, seed=5)
     segm = Resampler(run_cocoeval(ground_truth, detections, "segm", use_cats=True))
-    ious = segm._evaluator.params.iouThrs
+    ious = segm.iou_thresholds
     drawn = segm.accumulate([0, 0, 2])["precision"]
     # the same split written out: image 1 and a copy of it (id 4), image 3; image 2 left out
     data = ground_truth.dataset
@@ -91,6 +93,45 @@ def test_an_image_drawn_twice_counts_as_two_copies_of_it():
     expected = evaluate_segm(written, dets)
     assert average_precision(drawn, ious, 0.5) == pytest.approx(expected["AP50"], abs=1e-12)
     assert average_precision(drawn, ious) == pytest.approx(expected["AP"], abs=1e-12)
+
+
+def _pycocotools_accumulate(evaluator, positions: list[int]) -> dict:
+    """pycocotools' own accumulate over the images at ``positions`` (area 'all', the last limit)."""
+    params = evaluator._paramsEval
+    n_images, n_areas = len(params.imgIds), len(params.areaRng)
+    area = params.areaRngLbl.index("all")
+    n_cats = len(params.catIds) if params.useCats else 1
+    reference = COCOeval(iouType=params.iouType)
+    p = copy.deepcopy(params)
+    p.areaRng, p.areaRngLbl, p.maxDets = [params.areaRng[area]], ["all"], [params.maxDets[-1]]
+    p.imgIds = list(range(len(positions)))
+    reference.params, reference._paramsEval = p, copy.copy(p)
+    reference.evalImgs = [evaluator.evalImgs[(k * n_areas + area) * n_images + i]
+                          for k in range(n_cats) for i in positions]
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference.accumulate()
+    return reference.eval
+
+
+@pytest.mark.parametrize("use_cats, configure", [(True, None), (False, None),
+                                                 (False, recall_params((0.5,), (10,)))])
+def test_the_resampler_gives_pycocotools_accumulate_bit_for_bit(use_cats, configure):
+    ground_truth, detections, _ = noisy_split(40, seed=7)
+    rng = np.random.default_rng(0)
+    for d in detections[::3]:  # tied scores across images: the stable sort's order decides between them
+        d["score"] = 0.5
+    for d in detections[1::7]:
+        d["score"] = 1.0
+    if not use_cats:
+        detections = [{**d, "category_id": 1} for d in detections]
+    evaluator = run_cocoeval(ground_truth, detections, "segm", use_cats=use_cats, configure=configure)
+    resampler = Resampler(evaluator)
+    draws = [list(range(40)), [3], [5, 5, 5], list(range(39, -1, -1))] + [rng.integers(0, 40, 40).tolist()
+                                                                        for _ in range(20)]
+    for positions in draws:
+        expected, got = _pycocotools_accumulate(evaluator, positions), resampler.accumulate(positions)
+        assert np.array_equal(got["precision"], expected["precision"]), positions
+        assert np.array_equal(got["recall"], expected["recall"]), positions
 
 
 def _width(bounds: dict) -> float:
