@@ -160,9 +160,11 @@ def export(commit: str, into: Path) -> Path:
     return tree
 
 
-def start_worker(tree: Path, data: Path, native: bool, overrides: list[str]) -> tuple[subprocess.Popen, dict]:
+def start_worker(tree: Path, data: Path, native: bool, overrides: list[str],
+                 extra_env: list[str] = ()) -> tuple[subprocess.Popen, dict]:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR",
                                                           "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")}
+    env.update(item.split("=", 1) for item in extra_env)
     proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tree), str(data), "native" if native else "pinned",
                              *overrides],
                             cwd=tree, env=env,
@@ -205,6 +207,9 @@ def main() -> None:
         parser.add_argument(f"--set-{side}", action="append", default=[], metavar="SECTION.KEY=VALUE",
                             help=f"params override of the {side} side only (repeatable), e.g. with --new equal to "
                             f"--old: what a model change does to the step (model.hidden_dim=32)")
+        parser.add_argument(f"--env-{side}", action="append", default=[], metavar="NAME=VALUE",
+                            help=f"environment variable of the {side} side's worker only (repeatable), e.g. "
+                            f"MALLOC_ARENA_MAX=1: what a process setting does to the step")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -223,6 +228,10 @@ def main() -> None:
         tmp = Path(tmp)
         revisions = {"old": revision(args.old), "new": revision(args.new)}
         overrides = {"old": args.set_old, "new": args.set_new}
+        envs = {"old": args.env_old, "new": args.env_new}
+        for item in envs["old"] + envs["new"]:
+            if "=" not in item:
+                parser.error(f"--env-old/--env-new take NAME=VALUE, got {item!r}")
         trees = {"old": export(args.old, tmp), "new": export(args.new, tmp) if args.new else ROOT}
         data_cfg = variant_params("default", [])["data"]
         n = 64 * (args.batches + WARMUP + ACCOUNT)  # enough for either side's batch size up to 64
@@ -230,7 +239,7 @@ def main() -> None:
                 tmp / "data", tmp / "raw")
         workers, info = {}, {}
         for side, tree in trees.items():
-            workers[side], info[side] = start_worker(tree, tmp / "data", args.native == side, overrides[side])
+            workers[side], info[side] = start_worker(tree, tmp / "data", args.native == side, overrides[side], envs[side])
         seconds: dict[str, list[float]] = {"old": [], "new": []}
         for index in range(args.batches + WARMUP):
             for side in (("old", "new") if index % 2 == 0 else ("new", "old")):
@@ -248,7 +257,7 @@ def main() -> None:
               "batches_timed": args.batches, "wall_s": round(time.perf_counter() - started, 1)}
     for side in ("old", "new"):
         median = statistics.median(seconds[side])
-        result[side] = {"revision": revisions[side], "overrides": overrides[side], **info[side],
+        result[side] = {"revision": revisions[side], "overrides": overrides[side], "environment": envs[side], **info[side],
                         "weights_sha256": checksums[side],
                         "seconds_per_step": round(median, 4),
                         "images_per_s": round(info[side]["batch"] / median, 1)}
