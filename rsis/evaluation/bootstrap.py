@@ -52,18 +52,17 @@ class Resampler:
         self._recall_thresholds = np.asarray(params.recThrs)
         # evalImgs is laid out [category][area][image]; per category, the area-'all' matches of every
         # image flattened into one run of detections, with where each image's part starts
+        # (an image without this category's ground truth or detections has no entry: None)
         self._per_cat = []
+        n_t = len(self.iou_thresholds)
         for k in range(n_cats):
             per_image = evaluator.evalImgs[(k * n_areas + area) * n_images:(k * n_areas + area + 1) * n_images]
-            present = np.array([e is not None for e in per_image])
             kept = [e for e in per_image if e is not None]
             lengths = np.array([len(e["dtScores"][:max_det]) if e is not None else 0 for e in per_image])
             scores = np.concatenate([np.asarray(e["dtScores"][:max_det], dtype=float) for e in kept] or [np.zeros(0)])
-            n_t = len(self.iou_thresholds)
             matched = np.concatenate([e["dtMatches"][:, :max_det] for e in kept] or [np.zeros((n_t, 0))], axis=1)
             ignored = np.concatenate([e["dtIgnore"][:, :max_det] for e in kept] or [np.zeros((n_t, 0))], axis=1)
             self._per_cat.append({
-                "present": present,
                 "starts": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
                 "lengths": lengths.astype(np.int64),
                 "scores": scores,
@@ -83,14 +82,15 @@ class Resampler:
         precision = -np.ones((n_t, n_r, n_k, 1, 1))
         recall = -np.ones((n_t, n_k, 1, 1))
         for k, cat in enumerate(self._per_cat):
-            if not cat["present"][positions].any():
-                continue  # no drawn image has this category's ground truth or detections
             npig = int(cat["npig"][positions].sum())
             if npig == 0:
-                continue
+                continue  # no ground truth of this category drawn: undefined (-1), as pycocotools leaves it
             lengths = cat["lengths"][positions]
             ends = np.cumsum(lengths)
-            nd = int(ends[-1]) if len(ends) else 0
+            nd = int(ends[-1])
+            if nd == 0:
+                precision[:, :, k, 0, 0], recall[:, k, 0, 0] = 0.0, 0.0
+                continue
             detections = np.repeat(cat["starts"][positions] - (ends - lengths), lengths) + np.arange(nd)
             order = np.argsort(-cat["scores"][detections], kind="mergesort")
             detections = detections[order]
@@ -98,10 +98,7 @@ class Resampler:
             fp = np.cumsum(cat["fps"][:, detections], axis=1).astype(float)
             rc = tp / npig
             pr = tp / (fp + tp + np.spacing(1))
-            recall[:, k, 0, 0] = rc[:, -1] if nd else 0
-            if not nd:
-                precision[:, :, k, 0, 0] = 0
-                continue
+            recall[:, k, 0, 0] = rc[:, -1]
             pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # the envelope: best precision to the right
             for t in range(n_t):
                 at = np.searchsorted(rc[t], self._recall_thresholds, side="left")
