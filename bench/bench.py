@@ -253,6 +253,8 @@ def report(document: dict) -> str:
     lines += [f"| {r['device']} | {r['workers']} | {r['augment']} | {r['images_per_s']} |" for r in document["data_loading"]]
     lines += ["", "## `make repro` by stage (latest finished MLflow run of each stage)", ""]
     if document["repro_stages"]:
+        lines += ["The tracked part of each stage: the install, each process's start and imports, the download "
+                  "stage and DVC's own work are outside it (README gives `make repro`'s wall time).", ""]
         lines += ["| stage | seconds | git revision |", "|---|---|---|"]
         lines += [f"| {r['stage']} | {r['seconds']} | {r['git_revision']} |" for r in document["repro_stages"]]
         lines.append(f"| total | {sum(r['seconds'] for r in document['repro_stages']):.1f} | |")
