@@ -453,6 +453,27 @@ def test_a_shorter_unroll_per_image_gives_the_full_unrolls_first_steps():
         model(images, steps=4, lengths=[1, 2, 1])
 
 
+def test_the_heads_of_a_step_read_that_step_and_that_image_only():
+    """The heads run once after the unroll over every (step, image) pair: each row must land on its own
+    step and image, so a step's outputs do not change with how many steps follow it or which images
+    share its batch."""
+    torch.manual_seed(0)
+    model = RSIS(EVERY, num_classes=3).eval()
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        full = model(images, steps=4)
+        first_two = model(images, steps=2)
+        alone = model(images[2:], steps=4)
+    for name in ("class_logits", "stop_logits", "boxes"):
+        a = getattr(full, name)
+        torch.testing.assert_close(getattr(first_two, name), a[:, :2], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(getattr(alone, name)[0], a[2], rtol=1e-5, atol=1e-5)
+        assert not torch.equal(a[:, 0], a[:, 1])  # the steps differ, so a mix-up would show
+    for a, b, c in zip(full.aux_mask_logits, first_two.aux_mask_logits, alone.aux_mask_logits):
+        torch.testing.assert_close(b, a[:, :2], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(c[0], a[2], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("matching,forced", [("hungarian", False), ("top-down", False), ("top-down", True)])
 def test_training_losses_and_gradients_are_those_of_the_full_unroll(matching, forced):
     """forward_with_loss unrolls each image T_g + 1 steps (the batch reordered, most objects first):
