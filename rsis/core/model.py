@@ -409,10 +409,10 @@ class RSIS(nn.Module):
             unrolled.append(n)
             own = torch.maximum(own, (mask.detach() >= 0.0).to(own.dtype))  # emitted: probability >= 0.5
             canvas = own if feedback is None else feedback(t, mask[:, 0].detach(), own)
-        batch = images.shape[0]
-        classes, stops, boxes, aux = self._heads(images, all_skips, hidden, probabilities, unrolled, steps)
+        rows = _Rows(unrolled, images.shape[0], steps, images.device)
+        classes, stops, boxes, aux = self._heads(images, all_skips, hidden, probabilities, rows)
         return RSISOutput(
-            mask_logits=_stack(masks, batch, steps),  # [B, T, H, W]
+            mask_logits=rows.per_step(torch.cat(masks)),  # [B, T, H, W]
             class_logits=classes,  # [B, T, C]
             stop_logits=stops,  # [B, T]
             boxes=boxes,  # [B, T, 4]
@@ -421,20 +421,14 @@ class RSIS(nn.Module):
         )
 
     def _heads(self, images: torch.Tensor, skips: list[torch.Tensor], hidden: list[list[torch.Tensor]],
-               probabilities: list[torch.Tensor | None], unrolled: list[int], steps: int
+               probabilities: list[torch.Tensor | None], rows: _Rows
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """Class, stop and box of every step, and the auxiliary masks, from what each step left:
         ``hidden[i][t]`` ConvLSTM_i's state [n_t, C_i, h_i, w_i], ``probabilities[t]`` the step's
-        detached mask probability [n_t, 1, H, W] (None when no head reads it), ``unrolled[t]`` = n_t.
-        Every (step, image) pair is one row of one batch; returns [B, T, C], [B, T], [B, T, 4] and
-        per level [B, T, h_i, w_i], zeros where an image had stopped."""
-        batch, device = images.shape[0], images.device
-        image = torch.cat([torch.arange(n, device=device) for n in unrolled])  # [P] each row's image
-        step = torch.cat([torch.full((n,), t, device=device, dtype=torch.long) for t, n in enumerate(unrolled)])
-
-        def per_step(rows: torch.Tensor) -> torch.Tensor:  # [P, ...] -> [B, T, ...]
-            return rows.new_zeros(batch, steps, *rows.shape[1:]).index_put((image, step), rows)
-
+        detached mask probability [n_t, 1, H, W] (None when no head reads it). Every (step, image)
+        pair is one row of one batch (``rows``); returns [B, T, C], [B, T], [B, T, 4] and per level
+        [B, T, h_i, w_i], zeros where an image had stopped."""
+        image, per_step = rows.image, rows.per_step
         levels = [torch.cat(states) for states in hidden]  # per level [P, C_i, h_i, w_i]
         pooled = [torch.amax(h, dim=(2, 3)) for h in levels]  # [P, C_i]
         probability = torch.cat(probabilities) if probabilities[0] is not None else None  # [P, 1, H, W]
@@ -469,11 +463,17 @@ def _active_counts(lengths: list[int] | None, batch: int, steps: int) -> list[in
     return [sum(length > t for length in lengths) for t in range(steps)]
 
 
-def _stack(per_step: list[torch.Tensor], batch: int, steps: int) -> torch.Tensor:
-    """Per-step outputs [n_t, ...] (n_t <= batch, one per step run) stacked to [batch, steps, ...], zeros
-    where an image had stopped (and at steps that did not run: all images had)."""
-    out = torch.stack([x if x.shape[0] == batch else torch.cat([x, x.new_zeros(batch - x.shape[0], *x.shape[1:])])
-                       for x in per_step], dim=1)
-    if out.shape[1] < steps:
-        out = torch.cat([out, out.new_zeros(batch, steps - out.shape[1], *out.shape[2:])], dim=1)
-    return out
+class _Rows:
+    """The (step, image) pairs an unroll ran, step by step: ``unrolled[t]`` = n_t, step t ran on the
+    first n_t images. Per-step outputs concatenated in that order are rows [P, ...]; ``per_step``
+    puts them at [image, step] of a [batch, steps, ...] tensor, zeros where an image had stopped (and at
+    steps that did not run: all images had)."""
+
+    def __init__(self, unrolled: list[int], batch: int, steps: int, device: torch.device) -> None:
+        self.batch, self.steps = batch, steps
+        self.image = torch.cat([torch.arange(n, device=device) for n in unrolled])  # [P] each row's image
+        self.step = torch.cat([torch.full((n,), t, device=device, dtype=torch.long) for t, n in enumerate(unrolled)])
+
+    def per_step(self, rows: torch.Tensor) -> torch.Tensor:
+        """[P, ...] -> [batch, steps, ...]."""
+        return rows.new_zeros(self.batch, self.steps, *rows.shape[1:]).index_put((self.image, self.step), rows)
