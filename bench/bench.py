@@ -194,7 +194,7 @@ def compare_all(devices: list[torch.device], model_cfg, train_cfg, data: Path) -
         gpu = device.type == "cuda"
         for size in (128, 256):
             inference += compare.inference_vs_maskrcnn(model_cfg, num_classes, device, size, batch=8,
-                                                       iters=20 if gpu else 3)
+                                                       iters=20 if gpu else 5)
         for label, m, t, root in step_configs:
             steps.append(compare.training_step_vs_original(m, t, root, device, t.batch_size, steps=10 if gpu else 6,
                                                            label=label))
@@ -220,7 +220,7 @@ def report(document: dict) -> str:
         lines.append(f"| {r['config']} | {r['device']} | {r['batch']} | {r['input_size']} | {r['backbone']} | "
                      f"{r['train_images_per_s']} | {r['inference_images_per_s']} | "
                      + " | ".join(f"{r['train_time_share'][p]:.1%}" for p in compare.PHASES) + " |")
-    lines += ["", "## Inference vs torchvision Mask R-CNN (FPN, random weights, same input, same batch)", "",
+    lines += ["", "## Inference vs torchvision Mask R-CNN (FPN, random weights, same input, same batch; the two take turns batch by batch, medians)", "",
               "| device | backbone | input | RSIS img/s | Mask R-CNN img/s | RSIS / Mask R-CNN | Mask R-CNN detections/img |",
               "|---|---|---|---|---|---|---|"]
     for r in document["inference_vs_maskrcnn"]:

@@ -35,20 +35,28 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _images_per_s(run, images: int, iters: int, device: torch.device) -> float:
-    run()  # warm-up
-    sync(device)
-    start = time.perf_counter()
+def paired_images_per_s(runs: list, images: int, iters: int, device: torch.device) -> list[float]:
+    """Images/s of each of ``runs`` (callables over the same batch of ``images``): one warm-up call
+    each, then ``iters`` rounds calling each once in turn; the median seconds of each. Taking turns,
+    a slow moment of a shared host falls on all of them rather than on whichever ran then."""
+    seconds: list[list[float]] = [[] for _ in runs]
+    for run in runs:
+        run()  # warm-up
     for _ in range(iters):
-        run()
-    sync(device)
-    return images * iters / (time.perf_counter() - start)
+        for run, times in zip(runs, seconds):
+            sync(device)
+            start = time.perf_counter()
+            run()
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return [images / statistics.median(times) for times in seconds]
 
 
 @torch.no_grad()
 def inference_vs_maskrcnn(model_cfg, num_classes: int, device: torch.device, size: int, batch: int, iters: int
                           ) -> list[dict]:
-    """Images/s of RSIS and Mask R-CNN on the same random batch at ``size`` x ``size``."""
+    """Images/s of RSIS and Mask R-CNN on the same random batch at ``size`` x ``size``, taking turns
+    (:func:`paired_images_per_s`)."""
     torch.manual_seed(0)
     images = torch.rand(batch, 3, size, size, device=device)
     rows = []
@@ -64,8 +72,7 @@ def inference_vs_maskrcnn(model_cfg, num_classes: int, device: torch.device, siz
             rcnn = MaskRCNN(backbone, num_classes=num_classes, min_size=size, max_size=size)
         rcnn = rcnn.to(device).eval()
         listed = list(images)
-        rsis_rate = _images_per_s(lambda: rsis(images), batch, iters, device)
-        rcnn_rate = _images_per_s(lambda: rcnn(listed), batch, iters, device)
+        rsis_rate, rcnn_rate = paired_images_per_s([lambda: rsis(images), lambda: rcnn(listed)], batch, iters, device)
         detections = sum(len(d["masks"]) for d in rcnn(listed)) / batch
         rows.append({"backbone": depth, "input": size, "batch": batch, "device": str(device),
                      "rsis_images_per_s": round(rsis_rate, 2), "maskrcnn_images_per_s": round(rcnn_rate, 2),

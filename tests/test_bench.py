@@ -58,6 +58,24 @@ def test_both_steps_give_the_same_losses():
         assert torch.equal(ours[name], original[name]), name
 
 
+def test_paired_rates_take_turns_and_take_the_median(monkeypatch):
+    """Mask R-CNN and RSIS alternate call by call (a slow moment of the host falls on both), and one
+    slow call does not move a rate: the median of its calls is read."""
+    now, calls = [0.0], []
+    seconds = {"a": [9, 1, 1, 50, 1], "b": [9, 2, 2, 2, 2]}  # per call, warm-up first; one slow call of a
+
+    def run(name):
+        def call():
+            calls.append(name)
+            now[0] += seconds[name].pop(0)
+        return call
+
+    monkeypatch.setattr(compare.time, "perf_counter", lambda: now[0])
+    rates = compare.paired_images_per_s([run("a"), run("b")], images=8, iters=4, device=torch.device("cpu"))
+    assert calls == ["a", "b"] + ["a", "b"] * 4  # warm-up, then turns
+    assert rates == [8.0, 4.0]
+
+
 def test_results_md_gathers_every_bench_json(tmp_path):
     """bench/RESULTS.md is rendered from results.json plus throughput.json and queue.json when present,
     so one bench script's rerun does not drop the others' figures."""
