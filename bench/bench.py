@@ -251,7 +251,7 @@ def report(document: dict) -> str:
         lines.append("")
     lines += ["| device | workers | augment | loader img/s |", "|---|---|---|---|"]
     lines += [f"| {r['device']} | {r['workers']} | {r['augment']} | {r['images_per_s']} |" for r in document["data_loading"]]
-    lines += ["", "## `make repro` by stage (latest finished MLflow run of each stage)", ""]
+    lines += ["", "## `make repro` by stage (latest finished MLflow run of each stage in the workspace, not in a DVC experiment)", ""]
     if document["repro_stages"]:
         lines += ["The tracked part of each stage: the install, each process's start and imports, the download "
                   "stage and DVC's own work are outside it (README gives `make repro`'s wall time).", ""]
