@@ -19,8 +19,9 @@ recipes before this one) survives each rewrite.
 Read a `dvc metrics diff` against both numbers: the bootstrap interval in metrics/evaluate.json
 says how much a metric moves on another test sample for the same model; the seed std here says how
 much retraining the same recipe moves it. A change between commits smaller than either is noise.
-The threads differ from the committed run (1 instead of 2), so seed 0 here is another sample of
-the recipe, not the committed bits.
+At two jobs the threads differ from the committed run (1 instead of 2), so seed 0 here is another
+sample of the recipe, not the committed bits; ``--jobs 1`` trains at `make repro`'s two threads
+(~10 minutes per experiment one after the other, against ~14 for a pair at two jobs).
 """
 
 from __future__ import annotations
@@ -58,8 +59,13 @@ def name(seed: int) -> str:
     return f"seed-{seed}"
 
 
+def threads_per_job(jobs: int) -> int:
+    """`train.threads` of each of ``jobs`` experiments at a time: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def queue(seeds: list[int], jobs: int, baseline: str, poll_s: float = 10.0) -> float:
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     start = time.perf_counter()
     for seed in seeds:
         _run("dvc", "exp", "run", "--queue", "-f", "-n", name(seed),
@@ -144,7 +150,7 @@ def summary(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def markdown(rows: list[dict], wall_s: float | None, jobs: int, commit: str, ran: list[int] | None = None) -> str:
     """The table of ``rows``; ``ran``: the seeds this run trained when others were kept (``--add``)."""
-    stats = summary(rows)
+    stats, threads = summary(rows), threads_per_job(jobs)
     if wall_s and ran is not None and len(ran) < len(rows):
         wall = (f"; {wall_s:.0f} s wall for seeds {', '.join(map(str, ran))}, the others from an earlier run "
                 "on the same commit (`--add`).")
@@ -152,8 +158,8 @@ def markdown(rows: list[dict], wall_s: float | None, jobs: int, commit: str, ran
         wall = f"; {wall_s:.0f} s wall for all of them." if wall_s else "."
     lines = ["# Seed spread of the default recipe", "",
              f"`make seeds` (bench/seeds.py) on commit {commit}: the committed params.yaml with `train.seed` "
-             f"{', '.join(str(r['seed']) for r in rows)}, one DVC experiment each, {jobs} at a time with one "
-             "thread each on a 2-core CPU" + wall,
+             f"{', '.join(str(r['seed']) for r in rows)}, one DVC experiment each, {jobs} at a time with "
+             f"{threads} thread{'s' if threads > 1 else ''} each on a {os.cpu_count()}-core CPU" + wall,
              "Test split (200 images); the interval columns are each run's own 95% bootstrap interval over test "
              "images (metrics/evaluate.json `intervals`).", "",
              "| seed | AP50 | interval | class-agnostic AP50 | interval | AR@10@0.5 | interval | AP | "

@@ -193,8 +193,10 @@ def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
             in smaller_section and "**Ratio new / old: 1.3x**" in smaller_section)
 
 
-def test_seeds_table_summarises_the_runs():
+def test_seeds_table_summarises_the_runs(monkeypatch):
     import seeds  # bench/seeds.py
+
+    monkeypatch.setattr(seeds.os, "cpu_count", lambda: 2)
 
     rows = [{"seed": s, "AP50": ap, "agnostic_AP50": ap + 0.03, "AR@10@0.5": ap + 0.05, "AP": ap - 0.01,
              "best_val_loss": 2.0 + s / 10, "train_seconds": 700.0, "AP50_ci": "0.80-0.90",
@@ -205,6 +207,8 @@ def test_seeds_table_summarises_the_runs():
     text = seeds.markdown(rows, 1234.0, 2, "abc1234")
     assert "| 1 | 0.870 | 0.80-0.90 | 0.900 |" in text and "| **std** | 0.020 |" in text
     assert "1234 s wall" in text and "commit abc1234" in text
+    assert "2 at a time with 1 thread each on a 2-core CPU" in text
+    assert "1 at a time with 2 threads each on a 2-core CPU" in seeds.markdown(rows, 1234.0, 1, "abc1234")
 
 
 def test_seeds_add_keeps_the_same_commits_rows_and_the_earlier_recipes_section(tmp_path):
