@@ -228,7 +228,7 @@ def loading_throughput(data_root: Path, input_size, max_objects: int, augment, b
 def repro_breakdown(db: Path) -> list[dict]:
     """Wall seconds of the latest finished run of each stage in the project's MLflow store that ran
     in the workspace (the last `make repro` or `dvc repro`; runs of `dvc exp run`, e.g. `make seeds`,
-    carry a `dvc_experiment` tag and are left out), in pipeline order."""
+    carry the experiment's name in their `dvc_experiment` tag and are left out), in pipeline order."""
     if not db.is_file():
         return []
     import mlflow
@@ -240,10 +240,10 @@ def repro_breakdown(db: Path) -> list[dict]:
     rows = []
     for stage in ("convert", "train", "evaluate", "analyze"):
         runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.stage = '{stage}' and "
-                                  "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
-                                  max_results=200)
-        run = next((r for r in runs if not r.data.tags.get("dvc_experiment")), None)
-        if run is not None:
-            rows.append({"stage": stage, "seconds": round((run.info.end_time - run.info.start_time) / 1000, 1),
-                         "git_revision": run.data.tags.get("git_revision", "")[:10]})
+                                  "tags.dvc_experiment = '' and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            info = runs[0].info
+            rows.append({"stage": stage, "seconds": round((info.end_time - info.start_time) / 1000, 1),
+                         "git_revision": runs[0].data.tags.get("git_revision", "")[:10]})
     return rows
