@@ -78,6 +78,9 @@ def resolved_params(name: str, sets: list[str]) -> dict[str, Any]:
     for item in sets:
         key, _, value = item.partition("=")
         *parents, leaf = key.split(".")
+        if not parents or parents[0] not in SECTIONS:  # preset=... here would come after the preset was applied
+            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {sorted(SECTIONS)}; "
+                             f"a preset is a variant's (VARIANTS, e.g. 'paper'), not a --set")
         node = raw
         for part in parents:
             node = node[part]

@@ -136,6 +136,7 @@ def speedup_report(d: dict, name: str) -> str:
     old, new, acc = d["old"], d["new"], d["new_step_account"]
     side = lambda r: (f"`{r['revision'][:12]}{'+changes' if r['revision'].endswith('+changes') else ''}`, "
                       f"{r['kernels']} kernels, channels_last {r['channels_last']}"
+                      + (f", variant `{d['variant']}`" if d.get("variant", "default") != "default" else "")
                       + "".join(f", `{o}`" for o in r.get("overrides", [])))
     title = SPEEDUP_TITLES.get(name, "Two default training steps side by side")
     lines = ["", f"## {title} (`python bench/speedup.py ... --out bench/{name}`)",
@@ -163,6 +164,9 @@ def speedup_report(d: dict, name: str) -> str:
 
 ACCOUNT_BATCHES = 3  # bench/speedup.py ACCOUNT
 SPEEDUP_TITLES = {"speedup.json": "Old and new default training step side by side",
+                  "speedup_paper.json": "The paper configuration's training step (`preset=paper`, batch 8) side by "
+                                        "side: the code of the 2026-12-02 long run (old, 2a05f90) against the current "
+                                        "code (new), as bench/LONG_RUN.md compares them",
                   "speedup_pin.json": "What train.reproducible's AVX2 pin costs: one commit, pinned (old) against "
                                       "native kernels (new, `--native new`)",
                   "speedup_smaller.json": "The fastest step of a smaller model: an older default (old) against the "

@@ -4,12 +4,14 @@ their ratio (new / old). Noise in a shared machine's speed hits both alike.
     python bench/speedup.py --old <commit>              # the working tree against <commit>
     python bench/speedup.py --old <commit> --new <commit> --batches 20 --out bench/speedup.json
     python bench/speedup.py --old HEAD --new HEAD --set-new model.hidden_dim=32   # a params change
+    python bench/speedup.py --old 2a05f90 --new HEAD --variant paper   # the paper configuration's step
 
 Each side is its own tree (``git archive`` of the commit; the working tree for ``--new`` unset) and
 its own long-lived worker process, started with that tree's ``rsis`` on its path and the CPU
 environment its params.yaml asks for (``train.reproducible``: AVX2 kernels, ``train.threads``). Both
 train their tree's default (params.yaml as it is: model, optimiser, loss weights, teacher forcing,
-memory format) from the same seed on the same batches of one converted dataset, one batch at a time,
+memory format), or with ``--variant`` another of that tree's bench/ablation.py variants (``paper``: params.yaml
+under ``preset: paper``), from the same seed on the same batches of one converted dataset, one batch at a time,
 taking turns (which goes first alternates); the first two batches are warm-up. Each figure is the
 median over the timed batches of the real training step (``rsis.training.engine.train_one_epoch``).
 """
@@ -34,11 +36,12 @@ WARMUP = 2
 ACCOUNT = 3  # batches of the new side's FLOP account and profile, after the timed ones
 
 
-def worker(tree: Path, data: Path, native: bool, overrides: list[str]) -> None:
+def worker(tree: Path, data: Path, native: bool, variant: str, overrides: list[str]) -> None:
     """Serve 'step I' lines on stdin with one training step on batch I, answering its seconds;
     'account I' answers the FLOP account and profile of steps on batches I, I+1, ... (:func:`account`)
     and 'checksum' a digest of the trained weights. ``native``: leave the CPU kernels unpinned;
-    ``overrides``: SECTION.KEY=VALUE over that tree's params.yaml (bench/ablation.py's --set)."""
+    ``variant``: which of that tree's bench/ablation.py variants to train; ``overrides``: SECTION.KEY=VALUE
+    over it (bench/ablation.py's --set)."""
     sys.path[:0] = [str(tree), str(tree / "bench")]
     if not native:
         from rsis.reproducible import pin_cpu
@@ -53,7 +56,7 @@ def worker(tree: Path, data: Path, native: bool, overrides: list[str]) -> None:
     from rsis.datasets.dataset import InstanceDataset, collate
     from rsis.training import engine, fit, schedule
 
-    params = variant_params("default", overrides)
+    params = variant_params(variant, overrides)
     model_cfg, cfg = params["model"], params["train"]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -160,13 +163,13 @@ def export(commit: str, into: Path) -> Path:
     return tree
 
 
-def start_worker(tree: Path, data: Path, native: bool, overrides: list[str],
+def start_worker(tree: Path, data: Path, native: bool, variant: str, overrides: list[str],
                  extra_env: list[str] = ()) -> tuple[subprocess.Popen, dict]:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR",
                                                           "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")}
     env.update(item.split("=", 1) for item in extra_env)
     proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tree), str(data), "native" if native else "pinned",
-                             *overrides],
+                             variant, *overrides],
                             cwd=tree, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     first = proc.stdout.readline()
@@ -201,6 +204,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=16, help="timed batches per side")
     parser.add_argument("--native", choices=("old", "new"), help="leave this side's CPU kernels unpinned "
                         "(train.reproducible's AVX2 pin off): with --new equal to --old, what the pin costs")
+    parser.add_argument("--variant", default="default", help="the bench/ablation.py variant both sides train "
+                        "(paper: params.yaml under preset: paper); each side reads its own tree's")
     parser.add_argument("--out", type=Path, help="write the result here (JSON); bench/speedup.json also renders "
                         "into bench/RESULTS.md")
     for side in ("old", "new"):
@@ -213,10 +218,13 @@ def main() -> None:
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(Path(args.worker[0]), Path(args.worker[1]), args.worker[2] == "native", args.worker[3:])
+        worker(Path(args.worker[0]), Path(args.worker[1]), args.worker[2] == "native", args.worker[3], args.worker[4:])
         return
     if not args.old:
         parser.error("--old COMMIT is required")
+    for item in args.set_old + args.set_new:
+        if item.split("=", 1)[0] in ("preset", "overrides"):  # an older tree's ablation.py would ignore it
+            parser.error(f"--set-old/--set-new {item!r}: a preset is chosen with --variant (e.g. --variant paper)")
     sys.path.insert(0, str(ROOT / "bench"))
     from ablation import variant_params  # noqa: E402
 
@@ -233,13 +241,14 @@ def main() -> None:
             if "=" not in item:
                 parser.error(f"--env-old/--env-new take NAME=VALUE, got {item!r}")
         trees = {"old": export(args.old, tmp), "new": export(args.new, tmp) if args.new else ROOT}
-        data_cfg = variant_params("default", [])["data"]
+        data_cfg = variant_params(args.variant, [])["data"]
         n = 64 * (args.batches + WARMUP + ACCOUNT)  # enough for either side's batch size up to 64
         convert(dataclasses.replace(data_cfg, shapes=dataclasses.replace(data_cfg.shapes, train=n, val=1, test=1)),
                 tmp / "data", tmp / "raw")
         workers, info = {}, {}
         for side, tree in trees.items():
-            workers[side], info[side] = start_worker(tree, tmp / "data", args.native == side, overrides[side], envs[side])
+            workers[side], info[side] = start_worker(tree, tmp / "data", args.native == side, args.variant,
+                                                     overrides[side], envs[side])
         seconds: dict[str, list[float]] = {"old": [], "new": []}
         for index in range(args.batches + WARMUP):
             for side in (("old", "new") if index % 2 == 0 else ("new", "old")):
@@ -254,7 +263,7 @@ def main() -> None:
             proc.stdin.close()
             proc.wait()
     result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
-              "batches_timed": args.batches, "wall_s": round(time.perf_counter() - started, 1)}
+              "variant": args.variant, "batches_timed": args.batches, "wall_s": round(time.perf_counter() - started, 1)}
     for side in ("old", "new"):
         median = statistics.median(seconds[side])
         result[side] = {"revision": revisions[side], "overrides": overrides[side], "environment": envs[side], **info[side],

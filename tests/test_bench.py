@@ -155,6 +155,26 @@ def test_ablation_workers_train_on_the_params_of_the_start(tmp_path, monkeypatch
     assert ablation.sections(paper)["train"].epochs == 3
 
 
+def test_a_preset_is_a_variant_not_a_set(monkeypatch):
+    """``--set preset=paper`` used to be applied after the preset and change nothing: both bench/ablation.py
+    and bench/speedup.py refuse it, and speedup.py's --variant trains the paper configuration on both sides."""
+    import ablation
+    import speedup
+
+    with pytest.raises(ValueError, match="'preset=paper'.*SECTION.KEY=VALUE"):
+        ablation.variant_params("default", ["preset=paper"])
+    paper = ablation.variant_params("paper", [])
+    assert paper["train"].batch_size == 8 and paper["model"].canvas is False  # presets/paper.yaml's values
+    monkeypatch.setattr(sys, "argv", ["speedup.py", "--old", "HEAD", "--set-new", "preset=paper"])
+    with pytest.raises(SystemExit):
+        speedup.main()
+    started = []
+    monkeypatch.setattr(speedup.subprocess, "Popen", lambda command, **kwargs: started.append(command) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        speedup.start_worker(REPO, REPO / "data", False, "paper", ["train.threads=1"])
+    assert started[0][-3:] == ["pinned", "paper", "train.threads=1"]
+
+
 def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
     """bench/speedup.py's JSON renders as the old/new table, the ratio and where the new step's time goes."""
     import json
@@ -182,12 +202,16 @@ def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
     smaller["new"].update(revision="a" * 40, overrides=["model.hidden_dim=32"])
     smaller["ratio"] = 1.3
     (tmp_path / "speedup_smaller.json").write_text(json.dumps(smaller))
+    paper = {**json.loads((tmp_path / "speedup.json").read_text()), "variant": "paper"}  # --variant paper
+    (tmp_path / "speedup_paper.json").write_text(json.dumps(paper))
     bench.render(tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
     assert f"| new | `{'b' * 12}+changes`, AVX2 kernels, channels_last True | 0.4 | 40.0 |" in text
     assert "**Ratio new / old: 1.2x**" in text and "**20.0 GFLOP/step**" in text
     assert "| convolution backward | 0.15 | 30% |" in text
-    default_section, smaller_section = text.split("## Old and new default")[1].split("## The fastest step")
+    default_section, rest = text.split("## Old and new default")[1].split("## The paper configuration's")
+    assert "variant" not in default_section and f"`{'b' * 12}+changes`, AVX2 kernels, channels_last True, variant `paper`" in rest
+    smaller_section = rest.split("## The fastest step")[1]
     assert "**Ratio new / old: 1.2x**" in default_section and "hidden_dim" not in default_section
     assert (f"| new | `{'a' * 12}`, AVX2 kernels, channels_last True, `model.hidden_dim=32` | 0.4 | 40.0 |"
             in smaller_section and "**Ratio new / old: 1.3x**" in smaller_section)
