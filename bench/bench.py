@@ -167,6 +167,8 @@ SPEEDUP_TITLES = {"speedup.json": "Old and new default training step side by sid
                   "speedup_paper.json": "The paper configuration's training step (`preset=paper`, batch 8) side by "
                                         "side: the code of the 2026-12-02 long run (old, 2a05f90) against the current "
                                         "code (new), as bench/LONG_RUN.md compares them",
+                  "speedup_paper_nchw.json": "The paper configuration's training step in NCHW (new, presets/paper.yaml's "
+                                             "train.channels_last: false) against channels_last (old, the commit before)",
                   "speedup_pin.json": "What train.reproducible's AVX2 pin costs: one commit, pinned (old) against "
                                       "native kernels (new, `--native new`)",
                   "speedup_smaller.json": "The fastest step of a smaller model: an older default (old) against the "

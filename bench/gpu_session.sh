@@ -31,7 +31,8 @@ if [ "${1:-}" != wait ]; then
   stamp "bench.py --device cuda"; timeout 200 $PY bench/bench.py --device cuda --out "$OUT/bench" >>"$LOG" 2>&1; echo "rc $?" >>"$LOG"
   rm -f "$OUT/bench/RESULTS.md"
   stamp "long run started"
-  setsid nohup $PY bench/ablation.py --only paper --set train.device=${DEVICE:-cuda} --set train.epochs=${EPOCHS:-100} \
+  setsid nohup $PY bench/ablation.py --only paper --set train.device=${DEVICE:-cuda} --set train.channels_last=true \
+    --set train.epochs=${EPOCHS:-100} \
     --set data.shapes.train=${TRAIN_IMAGES:-1600} \
     --set "train.lr_decay_epochs=[${DECAY:-85}]" --set train.threads=4 --set train.num_workers=4 \
     --set evaluate.bootstrap_resamples=0 --curve ${CURVE:-10} --out $LONG --report $LONG/LONG_RUN_gpu.md \

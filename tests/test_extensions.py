@@ -190,6 +190,7 @@ def test_paper_preset_sets_every_extension_to_the_paper_value(tmp_path):
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
     assert {k: getattr(model, k) for k in defaults} == defaults
     assert (train.matching, train.teacher_forcing_epochs, train.grad_clip) == ("hungarian", 0.0, 0.0)
+    assert train.channels_last is False  # a speed setting, not the paper's: NCHW is this model's faster CPU step
     weights = train.loss_weights
     assert (weights.cls, weights.bce, weights.aux_mask) == (0.1, 0.0, 0.0)
     protocol = load_section("evaluate", tmp_path / "params.yaml")
