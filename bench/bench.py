@@ -140,7 +140,8 @@ def speedup_report(d: dict, name: str) -> str:
                       + "".join(f", `{o}`" for o in r.get("overrides", [])))
     title = SPEEDUP_TITLES.get(name, "Two default training steps side by side")
     lines = ["", f"## {title} (`python bench/speedup.py ... --out bench/{name}`)",
-             "", f"One run, {d['batches_timed']} timed batches per side taking turns, {old['threads']} threads, "
+             "", f"One run, {d['batches_timed']} timed batches per side taking turns, {old['threads']} threads"
+             + (f" of {d['machine']['processor']}" if d.get("machine", {}).get("processor") else "") + ", "
              f"{d['wall_s']} s wall; medians.", "",
              "| side | step | s/step | train img/s |", "|---|---|---|---|",
              f"| old | {side(old)} | {old['seconds_per_step']} | {old['images_per_s']} |",

@@ -229,6 +229,7 @@ def main() -> None:
     from ablation import variant_params  # noqa: E402
 
     from rsis.datasets.convert import convert  # noqa: E402
+    from rsis.runtime import cpu_model  # noqa: E402 (hosts of one name differ: AMD EPYC family 25 model 1 and 17)
     import dataclasses
 
     started = time.perf_counter()
@@ -262,7 +263,8 @@ def main() -> None:
         for proc in workers.values():
             proc.stdin.close()
             proc.wait()
-    result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
+    result = {"machine": {"platform": platform.platform(), "processor": cpu_model(), "cpu_count": os.cpu_count(),
+                          "python": platform.python_version()},
               "variant": args.variant, "batches_timed": args.batches, "wall_s": round(time.perf_counter() - started, 1)}
     for side in ("old", "new"):
         median = statistics.median(seconds[side])

@@ -202,7 +202,8 @@ def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
     smaller["new"].update(revision="a" * 40, overrides=["model.hidden_dim=32"])
     smaller["ratio"] = 1.3
     (tmp_path / "speedup_smaller.json").write_text(json.dumps(smaller))
-    paper = {**json.loads((tmp_path / "speedup.json").read_text()), "variant": "paper"}  # --variant paper
+    paper = {**json.loads((tmp_path / "speedup.json").read_text()), "variant": "paper",  # --variant paper
+             "machine": {"processor": "AMD EPYC (cpu family 25, model 1)"}}
     (tmp_path / "speedup_paper.json").write_text(json.dumps(paper))
     bench.render(tmp_path)
     text = (tmp_path / "RESULTS.md").read_text()
@@ -210,6 +211,7 @@ def test_results_md_shows_the_side_by_side_ratio_and_flop_account(tmp_path):
     assert "**Ratio new / old: 1.2x**" in text and "**20.0 GFLOP/step**" in text
     assert "| convolution backward | 0.15 | 30% |" in text
     default_section, rest = text.split("## Old and new default")[1].split("## The paper configuration's")
+    assert "2 threads of AMD EPYC (cpu family 25, model 1), 60.0 s wall" in rest and "EPYC" not in default_section
     assert "variant" not in default_section and f"`{'b' * 12}+changes`, AVX2 kernels, channels_last True, variant `paper`" in rest
     smaller_section = rest.split("## The fastest step")[1]
     assert "**Ratio new / old: 1.2x**" in default_section and "hidden_dim" not in default_section
