@@ -82,7 +82,8 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         data = load_section("data", params)
-        shapes = dataclasses.replace(data.shapes, train=64, val=1, test=1)
+        # enough training images for every timed batch to be a different one: STEP_BATCHES + 1 warm-up of up to 32
+        shapes = dataclasses.replace(data.shapes, train=(max(STEP_BATCHES.values()) + 1) * 32, val=1, test=1)
         convert(dataclasses.replace(data, dataset="shapes", seed=0, shapes=shapes), Path(tmp) / "shapes")
         for device in devices:
             gpu = device.type == "cuda"
@@ -164,6 +165,7 @@ def speedup_report(d: dict, name: str) -> str:
 
 
 ACCOUNT_BATCHES = 3  # bench/speedup.py ACCOUNT
+STEP_BATCHES = {"cpu": 8, "cuda": 10}  # timed batches per side of the step against the original style (64 images gave 3)
 SPEEDUP_TITLES = {"speedup.json": "Old and new default training step side by side",
                   "speedup_paper.json": "The paper configuration's training step (`preset=paper`, batch 8) side by "
                                         "side: the code of the 2026-12-02 long run (old, 2a05f90) against the current "
@@ -203,7 +205,8 @@ def compare_all(devices: list[torch.device], model_cfg, train_cfg, data: Path) -
             inference += compare.inference_vs_maskrcnn(model_cfg, num_classes, device, size, batch=8,
                                                        iters=20 if gpu else 5)
         for label, m, t, root in step_configs:
-            steps.append(compare.training_step_vs_original(m, t, root, device, t.batch_size, steps=10 if gpu else 6,
+            steps.append(compare.training_step_vs_original(m, t, root, device, t.batch_size,
+                                                           steps=STEP_BATCHES[device.type],
                                                            label=label))
             print(json.dumps(steps[-1]), flush=True)
         for workers in (0, 2):
