@@ -68,6 +68,15 @@ def sections(raw: dict[str, Any]) -> dict[str, Any]:
     return {section: from_dict(cls, raw[section], section) for section, cls in SECTIONS.items()}
 
 
+def check_set(item: str) -> None:
+    """``item`` must be SECTION.KEY=VALUE: a preset or overrides key set here would come after the preset
+    was applied and change nothing (bench/speedup.py checks its --set-old/--set-new with this too)."""
+    key = item.partition("=")[0]
+    if "." not in key or key.split(".")[0] not in SECTIONS:
+        raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {sorted(SECTIONS)}; "
+                         f"a preset is a variant's (VARIANTS, e.g. 'paper'), not a --set")
+
+
 def resolved_params(name: str, sets: list[str]) -> dict[str, Any]:
     """:func:`variant_params` as a plain mapping (preset, overrides and ``sets`` applied)."""
     raw = read_params(ROOT / "params.yaml")
@@ -76,11 +85,9 @@ def resolved_params(name: str, sets: list[str]) -> dict[str, Any]:
     raw, _ = apply_preset(raw, ROOT / "params.yaml")
     raw = merge(raw, spec)
     for item in sets:
+        check_set(item)
         key, _, value = item.partition("=")
         *parents, leaf = key.split(".")
-        if not parents or parents[0] not in SECTIONS:  # preset=... here would come after the preset was applied
-            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {sorted(SECTIONS)}; "
-                             f"a preset is a variant's (VARIANTS, e.g. 'paper'), not a --set")
         node = raw
         for part in parents:
             node = node[part]

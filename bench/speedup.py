@@ -222,11 +222,14 @@ def main() -> None:
         return
     if not args.old:
         parser.error("--old COMMIT is required")
-    for item in args.set_old + args.set_new:
-        if item.split("=", 1)[0] in ("preset", "overrides"):  # an older tree's ablation.py would ignore it
-            parser.error(f"--set-old/--set-new {item!r}: a preset is chosen with --variant (e.g. --variant paper)")
     sys.path.insert(0, str(ROOT / "bench"))
-    from ablation import variant_params  # noqa: E402
+    from ablation import check_set, variant_params  # noqa: E402
+
+    for item in args.set_old + args.set_new:  # checked here: an older tree's ablation.py would ignore a preset=
+        try:
+            check_set(item)
+        except ValueError as error:
+            parser.error(f"{error} (a preset on both sides: --variant, e.g. --variant paper)")
 
     from rsis.datasets.convert import convert  # noqa: E402
     from rsis.runtime import cpu_model  # noqa: E402 (hosts of one name differ: AMD EPYC family 25 model 1 and 17)
