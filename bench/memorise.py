@@ -45,10 +45,12 @@ from rsis.training.fit import build_optimizer  # noqa: E402
 
 
 def memorise(params: dict[str, Any], data_root: Path, updates: int, every: int, target: float,
-             log=print) -> dict[str, Any]:
+             log=print, stop_at_target: bool = False) -> dict[str, Any]:
     """Train on every image of ``data_root``'s train split for ``updates`` updates; every ``every``
     updates, predict the same images and score them. Returns the curve and the first update count
-    whose AP50 reached ``target`` (None if none did)."""
+    whose AP50 reached ``target`` (None if none did). ``stop_at_target``: end at the first scoring
+    where AP50 and class-agnostic AP50 both reach ``target`` (the run up to there is the same: the
+    teacher-forcing schedule is laid over ``updates`` either way)."""
     model_cfg, cfg, eval_cfg = params["model"], params["train"], params["evaluate"]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -82,6 +84,8 @@ def memorise(params: dict[str, Any], data_root: Path, updates: int, every: int, 
                      "seconds": round(time.perf_counter() - start, 1)}
             curve.append(point)
             log(f"  {point}")
+            if stop_at_target and point["AP50"] >= target and point["agnostic_AP50"] >= target:
+                break
     reached = next((p["updates"] for p in curve if p["AP50"] >= target), None)
     return {"images": len(dataset), "updates_to_target": reached, "final": curve[-1], "curve": curve}
 
@@ -102,6 +106,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=800)
     parser.add_argument("--every", type=int, default=50, help="score every this many updates")
     parser.add_argument("--target", type=float, default=0.95, help="AP50 that counts as memorised")
+    parser.add_argument("--stop-at-target", action="store_true",
+                        help="end a configuration's run once AP50 and class-agnostic AP50 reach --target")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--report", type=Path, default=ROOT / "bench" / "MEMORISE.md")
     args = parser.parse_args()
@@ -112,7 +118,7 @@ def main() -> None:
             root = memorisation_data(params, args.images, Path(tmp) / name)
             print(f"{name}: {args.images} images, {args.updates} updates", flush=True)
             results[name] = memorise(params, root, args.updates, args.every, args.target,
-                                     log=lambda line: print(line, flush=True))
+                                     log=lambda line: print(line, flush=True), stop_at_target=args.stop_at_target)
     lines = [f"# Memorisation check\n\nCommand: `python bench/memorise.py {' '.join(sys.argv[1:])}`\n",
              f"Train on {args.images} images, score on the same images (AP50 target {args.target}).\n",
              "| configuration | updates to AP50 >= target | final updates | final loss | AP50 | class-agnostic AP50 "

@@ -4,9 +4,11 @@ checkpoint. Each must leave the previous outputs intact and the next run able to
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,16 +95,28 @@ def test_sigterm_during_training_keeps_a_loadable_checkpoint_and_the_rerun_resum
     assert f"resuming after epoch {epoch}" in rerun.stdout
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_a_killed_evaluation_keeps_the_previous_predictions(tmp_path, sig):
-    root = tiny_project(tmp_path / "p", epochs=1)
+@pytest.fixture(scope="module")
+def evaluated_project(tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny project trained for one epoch and evaluated once, on 600 test images (prediction takes
+    seconds, time to be killed in); shared by the kill tests below, each of which works on a copy."""
+    root = tiny_project(tmp_path_factory.mktemp("evaluated") / "p", epochs=1)
     params = tiny_params(epochs=1)
-    params["data"]["shapes"]["test"] = 600  # prediction takes a few seconds
+    params["data"]["shapes"]["test"] = 600
+    params["evaluate"].update(bootstrap_resamples=0, test_flips=[])  # one pass, no intervals: not what is killed here
     write_params(root, params)
     assert run_stage(root, "convert").returncode == 0
     assert run_stage(root, "train").returncode == 0
     first = run_stage(root, "evaluate")
     assert first.returncode == 0, first.stderr
+    return root, params
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_evaluation_keeps_the_previous_predictions(tmp_path, evaluated_project, sig):
+    # the copy gets its own MLflow store (the original's experiment names the original's artifact folder)
+    root = Path(shutil.copytree(evaluated_project[0], tmp_path / "p",
+                                ignore=shutil.ignore_patterns("mlflow.db*", "mlruns")))
+    params = copy.deepcopy(evaluated_project[1])
     outputs = [root / "outputs/predictions.json", root / "metrics/evaluate.json",
                *sorted((root / "outputs/evaluation/instance_maps").iterdir())[:3]]
     before = [_digest(p) for p in outputs]
