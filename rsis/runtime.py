@@ -10,13 +10,20 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+# torch is imported where it is used: the download and convert stages never need it, and its import
+# is ~2 s of their process (run_stage below serves every stage)
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (shuffling is seeded separately, per epoch, by the sampler)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -24,6 +31,8 @@ def seed_everything(seed: int) -> None:
 
 def select_device(requested: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU. 'cuda' without a GPU is an error."""
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
@@ -74,6 +83,8 @@ def machine() -> dict[str, object]:
     """What a CPU result's last bits depend on besides params and seed: the CPU, the kernels torch
     dispatches to (pinned or native, rsis/reproducible.py), the threads, and the math software.
     Recorded next to training and benchmark results, so two runs that differ can be told apart."""
+    import torch
+
     info: dict[str, object] = {
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "processor": cpu_model(), "cpu_count": os.cpu_count(),
