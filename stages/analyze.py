@@ -6,7 +6,6 @@ from rsis.reproducible import pin_cpu
 
 pin_cpu()  # before torch is imported: train.reproducible pins the math libraries' ISA and threads
 
-from rsis.analysis.run import FIGURES, TABLES, analyze  # noqa: E402
 from rsis.config import load_section, to_dict  # noqa: E402
 from rsis.files import write_json  # noqa: E402
 from rsis.runtime import run_stage  # noqa: E402
@@ -14,6 +13,10 @@ from rsis.tracking import stage_run  # noqa: E402
 
 
 def main() -> None:
+    # imported here, after run_stage has read and checked every params section: a bad value fails at once,
+    # without first importing torch and the model (~6 s)
+    from rsis.analysis.run import FIGURES, TABLES, analyze
+
     paths, cfg = load_section("paths"), load_section("analyze")
     with stage_run("analyze", {"analyze": to_dict(cfg)}) as run:
         summary = analyze(paths, cfg)

@@ -7,14 +7,17 @@ from rsis.reproducible import pin_cpu
 pin_cpu()  # before torch is imported: train.reproducible pins the math libraries' ISA and threads
 
 from rsis.config import load_section, to_dict  # noqa: E402
-from rsis.evaluation.report import paper_comparison  # noqa: E402
-from rsis.evaluation.run import evaluate  # noqa: E402
 from rsis.files import atomic_path, write_json  # noqa: E402
 from rsis.runtime import run_stage  # noqa: E402
 from rsis.tracking import stage_run  # noqa: E402
 
 
 def main() -> None:
+    # imported here, after run_stage has read and checked every params section: a bad value fails at once,
+    # without first importing torch and the model (~6 s)
+    from rsis.evaluation.report import paper_comparison
+    from rsis.evaluation.run import evaluate
+
     paths, cfg, data = load_section("paths"), load_section("evaluate"), load_section("data")
     with stage_run("evaluate", {"evaluate": to_dict(cfg)}) as run:
         metrics = evaluate(paths, cfg, data.dataset)

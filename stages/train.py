@@ -14,11 +14,14 @@ from rsis.config import load_section, to_dict  # noqa: E402
 from rsis.files import write_json  # noqa: E402
 from rsis.runtime import machine, run_stage  # noqa: E402
 from rsis.tracking import stage_run  # noqa: E402
-from rsis.training import distributed  # noqa: E402
-from rsis.training.fit import HISTORY_FILE, fit  # noqa: E402
 
 
 def main() -> None:
+    # imported here, after run_stage has read and checked every params section: a bad value fails at once,
+    # without first importing torch and the model (~6 s)
+    from rsis.training import distributed
+    from rsis.training.fit import HISTORY_FILE, fit
+
     paths, model, train = load_section("paths"), load_section("model"), load_section("train")
     if train.launcher == "torchrun" and not distributed.launched_by_torchrun():
         raise SystemExit(distributed.relaunch_with_torchrun(__file__, train.nproc_per_node))

@@ -47,7 +47,8 @@ def stage_env() -> dict:
     return env
 
 
-def run_stage(root: Path, stage: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run stages/<stage>.py in ``root``; the result, whatever its exit status."""
-    return subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=root, env=stage_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run_stage(root: Path, stage: str, timeout: float = 600, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run stages/<stage>.py in ``root`` (``python_flags``: the interpreter's own, e.g. ("-X", "importtime"));
+    the result, whatever its exit status."""
+    return subprocess.run([sys.executable, *python_flags, f"stages/{stage}.py"], cwd=root, env=stage_env(),
+                          capture_output=True, text=True, timeout=timeout)

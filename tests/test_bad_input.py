@@ -229,8 +229,11 @@ def test_a_bad_params_value_stops_the_stage_before_any_work(tmp_path, stage, sec
     params = tiny_params()
     (params if section is None else params[section])[key] = value
     write_params(root, params)
-    result = run_stage(root, stage)
+    result = run_stage(root, stage, python_flags=("-X", "importtime"))  # Python logs each import to stderr
     assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("import time:")]
     assert len(lines) == 1 and lines[0].startswith("error: params.yaml") and words in lines[0], result.stderr
     assert sorted(p.name for p in root.iterdir()) == ["params.yaml", "presets", "stages"]  # nothing written
+    # and it failed at once: before the stage imported what its work needs (torch alone takes ~2 s)
+    assert "rsis" in imported and not {"torch", "scipy", "mlflow"} & set(imported), sorted(imported)
