@@ -79,3 +79,15 @@ def data_cfg(shapes_cfg: ShapesConfig) -> DataConfig:
 
 def replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
+
+
+# `make test` runs two pytest workers, each taking whole files (`--dist loadfile`) in this order as it
+# frees up: the slowest files first (the sum of their tests' seconds, serially), so that none of them
+# starts last and runs on alone while the other worker has nothing left.
+SLOWEST_FILES = ("test_pipeline.py", "test_faults.py", "test_resume_ddp.py", "test_memorise.py", "test_byo.py",
+                 "test_time_to_accuracy.py", "test_predict.py", "test_bad_input.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FILES)))  # stable: each file's own order kept

@@ -21,8 +21,10 @@ def tiny_params(**train_changes) -> dict:
     params["data"]["shapes"].update(image_size=64, min_object_size=12, max_object_size=30, min_visible_pixels=20,
                                     max_objects=4, train=32, val=4, test=4)
     params["model"].update(hidden_dim=16, max_steps=5, image_size=32)
+    # one thread: a model this small gains nothing from a second, and under `make test` (two pytest workers) the
+    # processes of two tests, or of two queued experiments, each keep a core instead of contending for both
     params["train"].update({"epochs": 6, "batch_size": 4, "lr_decay_epochs": [4], "max_objects": 5, "device": "cpu",
-                            **train_changes})
+                            "threads": 1, **train_changes})
     return params
 
 

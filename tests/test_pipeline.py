@@ -29,7 +29,7 @@ def _tiny_params() -> dict:
     params["data"]["shapes"].update(image_size=64, min_object_size=12, max_object_size=30, min_visible_pixels=20,
                                     max_objects=4, train=16, val=4, test=6)
     params["model"].update(hidden_dim=16, max_steps=5, image_size=32)
-    params["train"].update(epochs=2, batch_size=4, lr_decay_epochs=[1], max_objects=5, device="cpu")
+    params["train"].update(epochs=2, batch_size=4, lr_decay_epochs=[1], max_objects=5, device="cpu", threads=1)  # as projects.tiny_params
     # untrained heads: keep every step, and the faint masks, so that the analyses have sequences to look at
     params["evaluate"].update(batch_size=4, stop_threshold=0.0, mask_threshold=0.1)
     params["analyze"].update(figure_images=2, batch_size=4)
