@@ -31,7 +31,7 @@ repro: $(STAMP)
 	dvc repro
 
 # Two workers, each taking whole files (module fixtures and in-file order kept), slowest first (tests/conftest.py):
-# run serially, the suite kept the 2 cores 45% busy (user + sys 1,037 s in 1,146 s), mostly single-threaded
+# run serially, the suite kept the 2 cores 45% busy (user + sys 1,037 s in 1,147 s), mostly single-threaded
 # process start-up and imports.
 test: $(STAMP)
 	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
