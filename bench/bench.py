@@ -107,8 +107,8 @@ def main() -> None:
 
 def render(folder: Path = ROOT / "bench") -> None:
     """RESULTS.md from results.json and, where they exist, throughput.json (bench/throughput.py),
-    queue.json (bench/dvc_queue.py) and speedup*.json (bench/speedup.py): each bench script rewrites
-    only its own JSON, then renders."""
+    queue.json (bench/dvc_queue.py), speedup*.json (bench/speedup.py) and batch_scaling.json
+    (bench/batch_scaling.py): each bench script rewrites only its own JSON, then renders."""
     document = json.loads((folder / "results.json").read_text())
     text = report(document)
     if (folder / "throughput.json").exists():
@@ -117,6 +117,8 @@ def render(folder: Path = ROOT / "bench") -> None:
         text += queue_report(json.loads((folder / "queue.json").read_text()))
     for path in sorted(folder.glob("speedup*.json"), key=lambda p: (p.name != "speedup.json", p.name)):
         text += speedup_report(json.loads(path.read_text()), path.name)
+    if (folder / "batch_scaling.json").exists():
+        text += batch_scaling_report(json.loads((folder / "batch_scaling.json").read_text()))
     (folder / "RESULTS.md").write_text(text)
 
 
@@ -161,6 +163,26 @@ def speedup_report(d: dict, name: str) -> str:
     total = acc["seconds_per_step_profiled"]
     for kind, seconds in acc["seconds_by_kind"].items():
         lines.append(f"| {kind} | {seconds} | {100 * seconds / total:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def batch_scaling_report(d: dict) -> str:
+    """bench/batch_scaling.py: the new step at several batch sizes against the old one, and the line fitted."""
+    b, target = d["old_batch"], d["target"]
+    lines = ["", "## The new step's cost per step and per image (`python bench/batch_scaling.py ... --out "
+             "bench/batch_scaling.json`)", "",
+             f"The default (`{d['new'][:12]}`) trained at each batch size side by side with the old default "
+             f"(`{d['old'][:12]}`, batch {b}), one `bench/speedup.py` run each ({d['batches_timed']} timed batches per "
+             f"side) on {d['machine'].get('processor', 'this CPU')}. The new step's time in old steps: "
+             f"t(B) = {d['fixed_old_steps']} + B x {d['per_image_old_steps']} (least squares).", "",
+             "| new batch | ratio new / old (images/s) | new step / old step | old s/step | new s/step |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['batch']} | {r['ratio']}x | {r['new_over_old_step']} | {r['old_seconds_per_step']} | "
+              f"{r['new_seconds_per_step']} |" for r in d["rows"]]
+    lines += ["", f"At batch {b} the part paid once per step is {100 * d['fixed_share_at_old_batch']:.0f}% of the new "
+              f"step. With it at zero the ratio would be **{d['ratio_infinite_batch']}x** (an infinite batch). "
+              f"{target}x at batch {b} needs {100 * d['fixed_cut_needed']:.0f}% of the per-step part gone, or "
+              f"{100 * d['per_image_cut_needed']:.0f}% of the per-image part."]
     return "\n".join(lines) + "\n"
 
 

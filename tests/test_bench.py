@@ -295,3 +295,34 @@ def test_inference_sweep_scores_each_checkpoint_at_each_setting(tmp_path, data_c
     assert flipped[1]["masks"] >= flipped[0]["masks"] == 24
     assert inference_sweep.flip_setting("vertical,horizontal") == ("vertical", "horizontal")
     assert inference_sweep.flip_setting("none") == ()
+
+
+def test_batch_scaling_fits_the_per_step_and_per_image_parts(tmp_path):
+    """bench/batch_scaling.py: the line through the new step's time in old steps, what it says an
+    infinite batch and a target ratio need, and its section of RESULTS.md."""
+    import json
+
+    import batch_scaling
+    import bench
+
+    fixed, per_image = 0.2, 0.03  # new step = 0.2 + B * 0.03 old steps (old batch 16)
+    runs = {b: {"old": {"batch": 16, "seconds_per_step": 0.5, "revision": "a" * 40},
+                "new": {"batch": b, "seconds_per_step": round(0.5 * (fixed + b * per_image), 4), "revision": "b" * 40},
+                "ratio": round(b / 16 / (fixed + b * per_image), 2), "machine": {"processor": "AMD EPYC"}}
+            for b in (8, 16, 32)}
+    d = batch_scaling.summarise(runs, 2.0)
+    assert d["fixed_old_steps"] == pytest.approx(fixed) and d["per_image_old_steps"] == pytest.approx(per_image)
+    assert d["ratio_infinite_batch"] == pytest.approx(1 / (16 * per_image), abs=0.01)  # 2.08x
+    # 2x at batch 16 = a step of 0.5 old steps: 0.5 - 16 * 0.03 = 0.02 of the 0.2 per-step part left (90% cut),
+    # or the per-image part at (0.5 - 0.2) / 16 = 0.01875 of 0.03 (37.5% cut)
+    assert d["fixed_cut_needed"] == pytest.approx(0.9) and d["per_image_cut_needed"] == pytest.approx(0.375, abs=1e-3)
+    assert [r["batch"] for r in d["rows"]] == [8, 16, 32]
+    (tmp_path / "results.json").write_text(json.dumps({"machine": {}, "results": [], "inference_vs_maskrcnn": [],
+                                                       "training_step_vs_original": [], "data_loading": [],
+                                                       "repro_stages": []}))
+    (tmp_path / "batch_scaling.json").write_text(json.dumps({
+        "machine": {"processor": "AMD EPYC"}, "old": "a" * 40, "new": "b" * 40, "batches_timed": 12, **d}))
+    bench.render(tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "t(B) = 0.2 + B x 0.03" in text and "| 16 | 1.47x | 0.68 | 0.5 | 0.34 |" in text
+    assert "**2.08x**" in text and "90% of the per-step part gone, or 38% of the per-image part" in text
