@@ -21,17 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     """Least-squares line through (batch, time) points: (intercept, slope)."""
-    n = len(points)
-    mean_x = sum(b for b, _ in points) / n
-    mean_y = sum(t for _, t in points) / n
-    slope = (sum((b - mean_x) * (t - mean_y) for b, t in points)
-             / sum((b - mean_x) ** 2 for b, _ in points))
-    return mean_y - slope * mean_x, slope
+    slope, intercept = np.polyfit([b for b, _ in points], [t for _, t in points], 1)
+    return float(intercept), float(slope)
 
 
 def summarise(runs: dict[int, dict], target: float) -> dict:

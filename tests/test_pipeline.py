@@ -17,6 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
+from projects import tiny_params
 from rsis.analysis.run import FIGURES, TABLES
 
 pytestmark = pytest.mark.slow
@@ -25,11 +26,8 @@ BIN = Path(sys.executable).parent
 
 
 def _tiny_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["shapes"].update(image_size=64, min_object_size=12, max_object_size=30, min_visible_pixels=20,
-                                    max_objects=4, train=16, val=4, test=6)
-    params["model"].update(hidden_dim=16, max_steps=5, image_size=32)
-    params["train"].update(epochs=2, batch_size=4, lr_decay_epochs=[1], max_objects=5, device="cpu", threads=1)  # as projects.tiny_params
+    params = tiny_params(epochs=2, lr_decay_epochs=[1])
+    params["data"]["shapes"].update(train=16, test=6)
     # untrained heads: keep every step, and the faint masks, so that the analyses have sequences to look at
     params["evaluate"].update(batch_size=4, stop_threshold=0.0, mask_threshold=0.1)
     params["analyze"].update(figure_images=2, batch_size=4)
