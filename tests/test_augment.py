@@ -1,5 +1,6 @@
 """Augmentation moves image, masks and boxes together; ground truth stays sorted large-to-small."""
 
+import pytest
 import torch
 from torchvision.ops import masks_to_boxes
 
@@ -56,7 +57,29 @@ def test_affine_keeps_masks_inside_boxes_and_sorted(data_cfg, tiny_paths):
     assert changed == len(dataset)
 
 
-def test_flip_only_skips_the_affine_warp():
+@pytest.mark.parametrize("flips", [{"hflip": 0.5}, {"hflip": 0.5, "vflip": 0.5}, {"hflip": 0.0, "vflip": 1.0}])
+def test_flips_on_plain_tensors_match_the_v2_pipeline(data_cfg, tiny_paths, flips):
+    """Images at the network size that are flipped at most skip v2's transforms for torchvision's kernels:
+    the same items, draw for draw, as the v2 pipeline gives (itself checked above)."""
+    convert(data_cfg, tiny_paths.data)
+    augment = augment_cfg(enabled=True, rotation=0.0, translate=0.0, shear=0.0, scale=(1.0, 1.0), **flips)
+    for split, aug in (("train", augment), ("val", None)):
+        fast = InstanceDataset(tiny_paths.data, split, 64, 3, augment=aug)
+        v2_only = InstanceDataset(tiny_paths.data, split, 64, 3, augment=aug)
+        assert fast.flips is not None
+        v2_only.flips = None  # what every item took before: build_transform's v2.Compose
+        for index in range(len(fast)):
+            torch.manual_seed(index)
+            image, target = fast[index]
+            next_draw = torch.rand(1)
+            torch.manual_seed(index)
+            image_v2, target_v2 = v2_only[index]
+            assert torch.equal(next_draw, torch.rand(1))  # as many random draws
+            assert torch.equal(image, image_v2)
+            for key in ("masks", "labels", "boxes", "ignore"):
+                assert target[key].dtype == target_v2[key].dtype and torch.equal(target[key], target_v2[key]), key
+    assert InstanceDataset(tiny_paths.data, "train", 64, 3, augment=augment_cfg(enabled=True)).flips is None  # warps
+
     from torchvision.transforms import v2
 
     from rsis.datasets.dataset import build_transform
