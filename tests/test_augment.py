@@ -80,6 +80,8 @@ def test_flips_on_plain_tensors_match_the_v2_pipeline(data_cfg, tiny_paths, flip
                 assert target[key].dtype == target_v2[key].dtype and torch.equal(target[key], target_v2[key]), key
     assert InstanceDataset(tiny_paths.data, "train", 64, 3, augment=augment_cfg(enabled=True)).flips is None  # warps
 
+
+def test_flip_only_skips_the_affine_warp():
     from torchvision.transforms import v2
 
     from rsis.datasets.dataset import build_transform
