@@ -27,19 +27,13 @@ FLIP_KERNELS = {  # torchvision's own kernels for plain tensors: image, masks, b
 }
 
 
-def _warps(augment: AugmentConfig) -> bool:
-    """Whether ``augment`` asks for the random affine warp (any of its four away from identity)."""
-    return bool(augment.rotation or augment.translate or augment.shear or tuple(augment.scale) != (1.0, 1.0))
-
-
-def flip_chances(augment: AugmentConfig | None) -> tuple[tuple[str, float], ...] | None:
-    """The flips :func:`build_transform` draws, in its order, as (axis, probability) pairs, when
-    flipping is all its augmentation does; None when it also warps."""
-    if augment is None or not augment.enabled:
-        return ()
-    if _warps(augment):
+def flip_chances(transform: v2.Compose) -> tuple[tuple[str, float], ...] | None:
+    """The flips a :func:`build_transform` pipeline draws, in its order, as (axis, probability)
+    pairs, when flipping is all its augmentation does; None when it also warps."""
+    if any(isinstance(step, v2.RandomAffine) for step in transform.transforms):
         return None
-    return (("horizontal", augment.hflip),) + ((("vertical", augment.vflip),) if augment.vflip else ())
+    axes = {v2.RandomHorizontalFlip: "horizontal", v2.RandomVerticalFlip: "vertical"}
+    return tuple((axes[type(step)], step.p) for step in transform.transforms if type(step) in axes)
 
 
 def build_transform(image_size: tuple[int, int], augment: AugmentConfig | None = None) -> v2.Compose:
@@ -53,7 +47,7 @@ def build_transform(image_size: tuple[int, int], augment: AugmentConfig | None =
         steps.append(v2.RandomHorizontalFlip(p=augment.hflip))
         if augment.vflip:
             steps.append(v2.RandomVerticalFlip(p=augment.vflip))
-        if _warps(augment):
+        if augment.rotation or augment.translate or augment.shear or tuple(augment.scale) != (1.0, 1.0):
             steps.append(v2.RandomAffine(degrees=augment.rotation, translate=(augment.translate, augment.translate),
                                          scale=tuple(augment.scale), shear=augment.shear))
     return v2.Compose([
@@ -100,7 +94,7 @@ class InstanceDataset(Dataset):
         # images already at the network size and flips at most: the same steps, random draws and
         # values through torchvision's kernels on plain tensors, without the v2 transforms'
         # per-call dispatch (half the cost of an item: 1.3 against 2.8 ms on the 2-core CPU)
-        self.flips = flip_chances(augment)
+        self.flips = flip_chances(self.transform)
 
     @property
     def num_classes(self) -> int:
